@@ -113,7 +113,9 @@ def load_config(path: Path | None = None, **overrides: Any) -> SimulatorConfig:
     try:
         raw: dict[str, Any] = json.loads((path or DEFAULT_PROFILES).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"cannot read simulator profiles {path or DEFAULT_PROFILES}: {err}") from err
+        raise ValueError(
+            f"cannot read simulator profiles {path or DEFAULT_PROFILES}: {err}"
+        ) from err
     try:
         models = {name: _profile(name, spec) for name, spec in raw.pop("models").items()}
         settings = {**raw, **{k: v for k, v in overrides.items() if v is not None}}
