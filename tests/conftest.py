@@ -13,7 +13,11 @@ from simulator.server import RunningSimulator, run_simulator
 
 
 @pytest.fixture
-async def simulator() -> AsyncIterator[RunningSimulator]:
-    """An Ollama-compatible simulator on loopback, a hundred times faster than real time."""
+async def simulator(socket_enabled: None) -> AsyncIterator[RunningSimulator]:
+    """An Ollama-compatible simulator on loopback, a hundred times faster than real time.
+
+    Home Assistant's test plugin blocks sockets; ``socket_enabled`` lets this test listen and
+    connect on loopback.
+    """
     async with run_simulator(time_scale=0.01, seed=1234) as running:
         yield running

@@ -26,6 +26,13 @@ async def async_list_models(client: ollama.AsyncClient) -> list[str]:
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT):
             response = await client.list()
-    except (TimeoutError, httpx.HTTPError, ollama.ResponseError, ValueError) as err:
+    # The client raises the builtin ConnectionError when nothing listens at the address.
+    except (
+        TimeoutError,
+        ConnectionError,
+        httpx.HTTPError,
+        ollama.ResponseError,
+        ValueError,
+    ) as err:
         raise CannotConnect(str(err) or type(err).__name__) from err
     return [model.model for model in response.models if model.model]

@@ -32,7 +32,7 @@ async def test_entry_loads_and_lists_the_hosts_models(
 
 
 async def test_unreachable_host_retries_setup_later(
-    hass: HomeAssistant, unused_tcp_port: int
+    hass: HomeAssistant, socket_enabled: None, unused_tcp_port: int
 ) -> None:
     entry = _entry(f"http://127.0.0.1:{unused_tcp_port}")
     entry.add_to_hass(hass)
