@@ -5,8 +5,19 @@ Everything a client can observe follows Ollama's own server (``server/routes.go`
 field names, NDJSON streaming, durations in nanoseconds, error bodies ``{"error": "..."}``, their
 status codes and their exact texts. The integration talks to this server through the official
 ``ollama`` client and must later work unchanged against a real Ollama, so where the two could
-differ the simulator copies Ollama, and the few deliberate differences are listed in
-``simulator/README.md``.
+differ the simulator copies Ollama. The deliberate differences:
+
+* Images sent to a model without the "vision" capability are a 400 (``"X" does not support
+  vision``); Ollama 0.13 silently drops them, which would hide a misconfigured student.
+* A ``format`` that is neither "json" nor a schema object fails (500, Ollama's text) before any
+  output; Ollama fails the same way, but a thinking model streams its thinking first.
+* Durations (total, load, prompt_eval, eval) are the real, time-scaled ones: at time scale
+  0.01 they are a hundredth of what the profiles describe.
+* Logprobs cover the answer's tokens, not the thinking; ``num_predict`` limits the answer only.
+* Every model fits in memory at once (``size_vram`` = ``size``), and ``num_parallel`` slots
+  are shared by all models, where Ollama counts them per loaded model.
+* Go's JSON binding errors are reproduced for the common cases (wrong field types, bad
+  base64, bad durations), not character for character for every malformed body.
 
 Besides the Ollama API there is a small admin API under ``/sim/`` (a prefix Ollama never uses):
 fault injection at runtime for reliability tests, and statistics for tests and the demo.
@@ -271,9 +282,8 @@ class Body:
         value = self.raw.get(key)
         if value is None:
             return None
-        if isinstance(value, bool) and bool not in kinds:
-            raise self._type_error(key, value, go_type)
-        if not isinstance(value, kinds):
+        # bool is an int to Python, never a number to Go
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
             raise self._type_error(key, value, go_type)
         return value
 
@@ -347,11 +357,10 @@ class Body:
 
 
 def _json_syntax_error(err: json.JSONDecodeError) -> str:
-    """Go's wording for the common syntax errors; the position helps either way."""
+    """Go's wording for the two common syntax errors: truncated JSON and a stray character."""
     if err.pos >= len(err.doc):
         return "unexpected EOF"
-    char = err.doc[err.pos]
-    return f"invalid character {char!r} looking for beginning of value (at byte {err.pos})"
+    return f"invalid character {err.doc[err.pos]!r} looking for beginning of value"
 
 
 _BASE64_ALPHABET = re.compile(r"[^A-Za-z0-9+/=]")
@@ -404,6 +413,7 @@ class GenerationParams:
             logprobs=bool(body.flag("logprobs")),
             top_logprobs=body.integer("top_logprobs"),
         )
+        # Validated like Ollama does, though they cannot change a scripted answer.
         body.flag("raw")
         body.flag("truncate")
         if not 0 <= params.top_logprobs <= 20:
@@ -537,9 +547,7 @@ class Residency:
 
     def release(self, profile: ModelProfile, keep_alive: float | None) -> None:
         """The request is done: start the keep_alive countdown, or unload for keep_alive 0."""
-        resident = self._resident.get(profile.name)
-        if resident is None:
-            return
+        resident = self._resident[profile.name]  # in use, so neither expired nor unloaded
         resident.users -= 1
         resident.expires_at = _expiry(keep_alive)
         if resident.users == 0 and (keep_alive == 0 or resident.unload_when_idle):
@@ -913,36 +921,37 @@ class ReplyWriter:
             body["logprobs"] = logprob_entries(piece.tokens, self.params.top_logprobs)
         return body
 
-    def done(
-        self, reason: str, *, reply: Reply | None = None, session: Session | None = None
-    ) -> Json:
-        """The final chunk, with the metrics when it ends a completion."""
-        body: Json = {
+    def done(self, reason: str, metrics: Json | None = None) -> Json:
+        """The final chunk ("load" and "unload" answers carry no metrics, as in Ollama)."""
+        return {
             "model": self.model,
             "created_at": utc_now(),
             **self._text("", ""),
             "done": True,
             "done_reason": reason,
+            **(metrics or {}),
         }
-        if reply is not None and session is not None:
-            body |= {
-                "total_duration": nanoseconds(time.perf_counter() - session.started),
-                "load_duration": nanoseconds(session.load_s),
-                "prompt_eval_count": reply.prompt_eval_count,
-                "prompt_eval_duration": nanoseconds(reply.prompt_eval_s),
-                "eval_count": reply.eval_count,
-                "eval_duration": nanoseconds(reply.eval_s),
-            }
-        return body
 
     def whole(self, reply: Reply, session: Session) -> Json:
         """A non-streamed answer: the final chunk carrying all the text and logprobs."""
-        body = self.done(reply.done_reason, reply=reply, session=session)
+        body = self.done(reply.done_reason, metrics(reply, session))
         body.update(self._text(reply.content, reply.thinking))
         if self.params.logprobs:
             tokens = [token for piece in reply.pieces for token in piece.tokens]
             body["logprobs"] = logprob_entries(tokens, self.params.top_logprobs)
         return body
+
+
+def metrics(reply: Reply, session: Session) -> Json:
+    """api.Metrics of a finished completion; durations in nanoseconds, at the time scale."""
+    return {
+        "total_duration": nanoseconds(time.perf_counter() - session.started),
+        "load_duration": nanoseconds(session.load_s),
+        "prompt_eval_count": reply.prompt_eval_count,
+        "prompt_eval_duration": nanoseconds(reply.prompt_eval_s),
+        "eval_count": reply.eval_count,
+        "eval_duration": nanoseconds(reply.eval_s),
+    }
 
 
 async def send_reply(
@@ -971,7 +980,7 @@ async def send_reply(
         sim.record_midstream_error(session)
         await _write_line(response, {"error": RUNNER_EOF})
     else:
-        await _write_line(response, writer.done(reply.done_reason, reply=reply, session=session))
+        await _write_line(response, writer.done(reply.done_reason, metrics(reply, session)))
     await response.write_eof()
     return response
 
@@ -1363,6 +1372,9 @@ async def handle_stats(request: web.Request) -> web.Response:
 MAX_BODY_BYTES: Final = 64 * 1024 * 1024
 """Camera frames arrive base64-encoded in the JSON body; Ollama sets no small limit either."""
 
+GIN_ROUTING_ERRORS: Final = {404: "404 page not found", 405: "405 method not allowed"}
+"""Ollama's router (gin) answers unknown routes and methods in plain text."""
+
 type Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -1378,11 +1390,11 @@ async def ollama_middleware(request: web.Request, handler: Handler) -> web.Strea
     except ApiError as err:
         status = err.status
         return error_response(err.status, err.message)
-    except web.HTTPException as err:
+    except web.HTTPException as err:  # from aiohttp: no route, wrong method, body too large
         status = err.status
-        if status in (404, 405):  # gin's plain-text answers for unknown routes and methods
-            return web.Response(status=status, text=f"{status} {err.reason.lower()}")
-        return error_response(status, err.text or err.reason)
+        if status in GIN_ROUTING_ERRORS:
+            return web.Response(status=status, text=GIN_ROUTING_ERRORS[status])
+        return error_response(status, err.reason)
     except Exception as err:
         _LOGGER.exception("Unexpected error answering %s %s", request.method, request.path)
         return error_response(500, f"simulator error: {err}")

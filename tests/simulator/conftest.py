@@ -72,9 +72,8 @@ async def simulator(start_simulator: SimulatorFactory) -> AsyncIterator[RunningS
 @pytest.fixture
 async def client(simulator: RunningSimulator) -> AsyncIterator[ollama.AsyncClient]:
     """The official Ollama client, pointed at the simulator."""
-    ollama_client = ollama.AsyncClient(host=simulator.url)
-    yield ollama_client
-    await ollama_client.close()
+    async with ollama.AsyncClient(host=simulator.url) as ollama_client:
+        yield ollama_client
 
 
 @pytest.fixture
