@@ -1228,7 +1228,7 @@ def scored_prompts(text: str) -> list[tuple[str, float]]:
         labels = list(_PROMPT_LABEL.finditer(chunk))
         if labels:
             chunk = chunk[labels[-1].end() :]
-        prompt = chunk.strip().strip('",{}()[]').strip()
+        prompt = chunk.strip('",{}()[] \t\r\n')
         raw = match.group("value").replace(" ", "")
         value = float(raw.rstrip("%"))
         if raw.endswith("%") or value > 1:
@@ -1462,8 +1462,9 @@ class Behaviour:
         else:
             answer = self._wrong_answer(truth, quality, rng, variety)
         confidence = _stated_confidence(model, correct, quality.confidence_guidance, rng)
-        if answer.mode == "obeyed_injection" and answer.confidence > 0:
-            confidence = answer.confidence  # the painted text dictated it
+        if answer.mode == "obeyed_injection" and answer.confidence > 0 and not model.calibrated:
+            confidence = answer.confidence  # the painted text dictated it; a calibrated model
+            # still states its own
         return replace(answer, confidence=confidence)
 
     def _wrong_answer(
