@@ -40,10 +40,10 @@ STRUCTURE_BITS = LOW * LOW
 COLOUR_BITS = CELLS * CELLS * 3 * len(LEVELS)
 HASH_BITS = STRUCTURE_BITS + COLOUR_BITS
 
-# JPEG can decode straight to 1/2, 1/4 or 1/8 scale from its DCT blocks, which is both much
-# faster than a full decode and an exact box average, i.e. what the thumbnail wants anyway.
-# Asking for at least twice the thumbnail keeps the final resize a true area average.
-_DRAFT_SIZE = (2 * GRID, 2 * GRID)
+# JPEG can decode straight to 1/2, 1/4 or 1/8 scale from its DCT blocks, several times faster
+# than a full decode. Not 1/8 though: that keeps only each block's DC term, and on dark,
+# low-contrast frames it moved up to 38 hash bits where 1/4 moved 12.
+_MAX_DRAFT_SCALE = 4
 
 type FloatArray = npt.NDArray[np.float64]
 
@@ -54,7 +54,7 @@ def _dct_matrix(n: int) -> FloatArray:
     x = np.arange(n)[None, :]
     m = np.sqrt(2.0 / n) * np.cos(np.pi * (2 * x + 1) * k / (2 * n))
     m[0] /= np.sqrt(2.0)
-    return m
+    return np.asarray(m, dtype=np.float64)
 
 
 def _pack(bits: npt.NDArray[np.bool_]) -> int:
@@ -85,7 +85,11 @@ def decode(data: bytes) -> Image.Image | None:
     try:
         image = Image.open(io.BytesIO(data))
         if image.format == "JPEG":
-            image.draft("RGB", _DRAFT_SIZE)
+            # draft() picks the smallest scale still at least this size; never below twice the
+            # thumbnail, so the final resize stays a true area average.
+            floor = 4 * GRID
+            wanted = (image.width // _MAX_DRAFT_SCALE, image.height // _MAX_DRAFT_SCALE)
+            image.draft("RGB", (max(wanted[0], floor), max(wanted[1], floor)))
         image.load()
     # Pillow signals a bad file with many exception types (OSError, SyntaxError, ValueError,
     # struct.error, DecompressionBombError...) depending on the plugin; any of them means
