@@ -348,7 +348,7 @@ def _sign(
     ink: RGB = (20, 20, 20),
     size: int = 56,
 ) -> None:
-    """A placard with `text` word-wrapped to fit; overflowing lines are dropped."""
+    """A placard with `text` word-wrapped to its width."""
     d = ImageDraw.Draw(img)
     d.rectangle(box, fill=paper, outline=_shade(paper, 0.5), width=8)
     font = _font(size)
@@ -360,12 +360,14 @@ def _sign(
             lines[-1] = f"{lines[-1]} {word}"
         else:
             lines.append(word)
-    y = y0 + pad
-    for line in lines:
-        if y + size > y1 - pad / 2:
-            break
-        d.text((x0 + pad, y), line, font=font, fill=ink)
-        y += size * 1.25
+    # Ground truth says this text is in the frame, so a sign too small for it is an error,
+    # not something to crop silently.
+    if y0 + pad + len(lines) * size * 1.25 > y1 or any(
+        font.getlength(line) > x1 - x0 - 2 * pad for line in lines
+    ):
+        raise ValueError(f"sign text does not fit its {x1 - x0:.0f}x{y1 - y0:.0f} sign: {text!r}")
+    for n, line in enumerate(lines):
+        d.text((x0 + pad, y0 + pad + n * size * 1.25), line, font=font, fill=ink)
 
 
 def _dog(d: ImageDraw.ImageDraw, x: float, ground: float, s: float, colour: RGB) -> None:
@@ -1094,8 +1096,8 @@ def _bbq_smoke_garden(_: Scene) -> Image.Image:
         d.rectangle((fx, 480, fx + 280, 640), fill=(120, 90, 60))
     d.chord((1000, 560, 1360, 800), 0, 180, fill=(25, 25, 25))
     d.rectangle((1000, 670, 1360, 690), fill=(60, 60, 60))
-    for lx in (1040, 1320):
-        d.line((lx, 780, lx - 20 if lx < 1100 else lx + 20, 980), fill=(40, 40, 40), width=12)
+    for lx, splay in ((1040, -20), (1320, 20)):
+        d.line((lx, 780, lx + splay, 980), fill=(40, 40, 40), width=12)
     _person(img, 760, 980, 760, (240, 240, 240), (50, 60, 90), "reach", skin=SKIN[1])
     return _smoke(
         img,
@@ -1206,6 +1208,9 @@ def _scene_from_json(raw: dict[str, Any]) -> Scene:
     summary = str(raw["summary"])
     if len(summary) > 200:
         raise ValueError(f"scene {raw['id']!r}: summary longer than 200 characters")
+    injected = raw.get("injected_text")
+    if injected is not None and not (isinstance(injected, str) and injected.strip()):
+        raise ValueError(f"scene {raw['id']!r}: injected_text must be text or null")
     return Scene(
         id=str(raw["id"]),
         title=str(raw["title"]),
@@ -1214,7 +1219,7 @@ def _scene_from_json(raw: dict[str, Any]) -> Scene:
         objects=tuple(str(o) for o in raw["objects"]),
         safety_flags=flags,
         summary=summary,
-        injected_text=raw.get("injected_text"),
+        injected_text=injected,
     )
 
 
@@ -1255,11 +1260,8 @@ class SceneLibrary:
         try:
             return self._by_id[scene_id]
         except KeyError:
-            raise KeyError(
-                f"unknown scene {scene_id!r}; the library has {len(self._scenes)} scenes, e.g. {self._scenes[0].id!r}"
-                if self._scenes
-                else f"unknown scene {scene_id!r}; the library is empty"
-            ) from None
+            known = f"e.g. {self._scenes[0].id!r}" if self._scenes else "the library is empty"
+            raise KeyError(f"unknown scene {scene_id!r} ({known})") from None
 
     def image(self, scene_id: str) -> Image.Image:
         """The 1920x1080 RGB frame; a copy the caller may modify."""
@@ -1280,7 +1282,11 @@ class SceneLibrary:
         return None if found is None else (self._scenes[found.index], found)
 
     def identify(self, image: bytes) -> Scene | None:
-        """Which scene encoded `image` (JPEG, PNG...) shows; None if unknown or undecodable."""
+        """Which scene encoded `image` (JPEG, PNG...) shows; None if unknown or undecodable.
+
+        Unknown means farther than `MAX_DISTANCE` from every scene, or not `MIN_MARGIN` nearer
+        to the best scene than to the runner-up.
+        """
         found = self.match(image)
         if found is None:
             return None
@@ -1326,6 +1332,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.width is not None and args.width < 1:
         parser.error("--width must be positive")
+    if not 1 <= args.quality <= 100:
+        parser.error("--quality must be 1-100")
     library = SceneLibrary.default()
     written = export(library, args.export, width=args.width, quality=args.quality)
     sys.stdout.write(f"wrote {len(written) - 1} scenes and index.json to {args.export}\n")
