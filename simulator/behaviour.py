@@ -16,12 +16,13 @@ scaling, streaming and ``num_predict``.
 4. Prompt synthesis: the schema is an array of strings (or of objects), or an object with an
    array property whose name contains ``prompt`` or ``candidates``.
 5. Observation: the request carries an image (``format`` "json" or none).
-6. A student model without a schema: observation of the user text as a scene description
-   (validation text cases such as "A person is holding a lighter with a visible flame").
-7. Text signals, read from every message: synthesis when a verb such as write / generate /
-   propose / create / suggest appears together with the word "prompts" (or "candidate
-   prompt"); judge when "score", "grade" or "rate" appears together with a 0-1 range ("0 to
-   1", "0-1", "between 0 and 1", "0.0 to 1.0").
+6. Text signals (a teacher reads every message, a student only the user messages): synthesis
+   when a verb (write / generate / propose / create / produce / suggest / draft / give) appears
+   together with "prompts" or "candidate (system) prompt"; judge when "score", "grade", "rate"
+   or "rating" appears together with a 0-1 range ("0 to 1", "0-1", "0 and 1", "0.0 to 1.0").
+7. A student model otherwise: observation of the user text as a scene description (validation
+   text cases such as "A person is holding a lighter with a visible flame"); with a non-contract
+   schema, the schema filled.
 8. Anything else: a schema is filled with sensible values, "json" gets ``{"response": ...}``,
    and no format gets a short text reply.
 
@@ -160,7 +161,14 @@ TYPICAL_ANSWER_TOKENS: Final = 80
 """Tokens in a normal-length contract answer; the latency median is the profile's at this length."""
 LENGTH_LATENCY_SHARE: Final = 0.15
 """Part of an answer's time that scales with its length (the rest is prompt processing)."""
+AMBIGUOUS_RIGHT_SHARE: Final = 0.10
+AMBIGUOUS_RIGHT_SCALE: Final = 8.0
+CONFIDENT_WRONG_SHARE: Final = 0.20
+CONFIDENT_WRONG_SCALE: Final = 0.08
+"""Overlap of the logprob populations of right and wrong answers (see `Certainty`)."""
 IMAGE_PROMPT_TOKENS: Final = 256
+IDENTIFY_CACHE_SIZE: Final = 4096
+"""Images whose scene is remembered; identification is the costly part of an answer."""
 TOP_ALTERNATIVES: Final = 5
 
 # --- Small vocabularies -----------------------------------------------------------------------
@@ -762,9 +770,12 @@ class Certainty:
     """How sure the model was of one answer, and what it weighed against it.
 
     ``uncertainty`` scales every token's negative log-probability: around 0.06 for a right
-    answer (most tokens near -0.02..-0.1) and 0.7 for a wrong one (key tokens near -0.5..-1.5),
-    with a minority of ambiguous right answers and confidently wrong ones so the populations
-    overlap. ``doubtful_words`` are the answer's words that contradict the truth (key tokens);
+    answer (most tokens near -0.02..-0.1) and 0.7 for a wrong one (key tokens near -0.5..-1.5).
+    So that logprobs are a strong but imperfect error signal (as with real models), 10 % of
+    right answers are drawn as ambiguous (eight times the usual uncertainty, like a wrong one)
+    and 20 % of wrong answers as confidently wrong (uncertainty like a right one). The mean
+    token logprob then separates the populations with an ROC AUC of about 0.9.
+    ``doubtful_words`` are the answer's words that contradict the truth (key tokens);
     ``rivals`` the words it weighed against them (the truth's), offered as top alternatives.
     """
 
@@ -777,9 +788,9 @@ class Certainty:
         if correct is None:
             return cls(rng.lognormvariate(math.log(0.15), 0.4))
         if correct:
-            scale = 4.0 if rng.random() < 0.08 else 1.0
+            scale = AMBIGUOUS_RIGHT_SCALE if rng.random() < AMBIGUOUS_RIGHT_SHARE else 1.0
             return cls(scale * rng.lognormvariate(math.log(0.06), 0.35))
-        scale = 0.25 if rng.random() < 0.12 else 1.0
+        scale = CONFIDENT_WRONG_SCALE if rng.random() < CONFIDENT_WRONG_SHARE else 1.0
         return cls(scale * rng.lognormvariate(math.log(0.7), 0.3))
 
 
@@ -1151,13 +1162,16 @@ def detect_task(model: ModelProfile, request: CompletionRequest) -> Task:
         return "synthesis"
     if any(message.images for message in request.messages):
         return "observation"
-    if model.role == "student":
-        return "schema" if schema is not None else "observation"
-    text = "\n".join(message.content for message in request.messages)
+    # A student's system prompt may well say "a confidence score from 0 to 1", so a student
+    # reads task signals from the user messages only, and otherwise describes the text.
+    student = model.role == "student"
+    text = "\n".join(m.content for m in request.messages if not student or m.role == "user")
     if _SYNTHESIS_VERB.search(text) and _PROMPTS_NOUN.search(text):
         return "synthesis"
     if _JUDGE_VERB.search(text) and _UNIT_RANGE.search(text):
         return "judge"
+    if student:
+        return "schema" if schema is not None else "observation"
     return "schema" if schema is not None else "chat"
 
 
@@ -1197,8 +1211,11 @@ def requested_prompt_count(schema: Mapping[str, Any] | None, text: str) -> int:
     clamped into the schema's minItems..maxItems (so equal bounds fix N), at most 20.
     """
     wanted = DEFAULT_PROMPT_COUNT
-    if match := _COUNT_OF_PROMPTS.search(text):
-        word = match.group(1).lower()
+    counts = list(_COUNT_OF_PROMPTS.finditer(text))
+    # "Here are 10 earlier prompts ... Write 5 new prompts": the count after the verb wins.
+    asked = [m for m in counts if _SYNTHESIS_VERB.search(text[max(0, m.start() - 40) : m.start()])]
+    if chosen := asked or counts:
+        word = chosen[0].group(1).lower()
         wanted = int(word) if word.isdigit() else _NUMBER_WORDS[word]
     array = schema
     if schema is not None and schema.get("type") != "array":
@@ -1247,9 +1264,12 @@ _ANSWER_MARK: Final = (
     r"|answer|response|prediction|output"
 )
 _SECTION: Final = re.compile(
-    rf"(?:(?P<reference>{_REFERENCE_MARK})|(?P<answer>{_ANSWER_MARK}))\s*:", re.IGNORECASE
+    rf"\b(?:(?P<reference>{_REFERENCE_MARK})|(?P<answer>{_ANSWER_MARK}))\s*:", re.IGNORECASE
 )
-_FIELD_NAMES: Final = frozenset({"summary", "observations", "safety_flag", "confidence", "json"})
+# Concepts of the contract's field names ("safety_flags" splits into safety + flag): not content.
+_FIELD_CONCEPTS: Final = frozenset(
+    {"summary", "observation", "safety", "flag", "confidence", "json"}
+)
 
 
 def judge_sections(text: str) -> tuple[str | None, str | None]:
@@ -1257,7 +1277,8 @@ def judge_sections(text: str) -> tuple[str | None, str | None]:
 
     Reference labels: "reference (answer)", "expected (answer|output)", "ground truth", "gold
     answer", "teacher answer", "rubric". Answer labels: "student / candidate / model answer",
-    "answer", "response", "prediction", "output". A section runs to the next label.
+    "answer", "response", "prediction", "output". A section runs to the next label. The judge
+    reads them from the user messages (a system prompt's "Output: JSON" is not an answer).
     """
     marks = list(_SECTION.finditer(text))
     reference: str | None = None
@@ -1288,6 +1309,10 @@ def _flags_of(section: str) -> tuple[str, ...]:
     return hazards_in(section, negation_aware=True)
 
 
+def _content_concepts(text: str) -> set[str]:
+    return {c for c in embedding.concepts(text) if c not in _FIELD_CONCEPTS and not c.isdigit()}
+
+
 def judge_score(reference: str, answer: str) -> tuple[float, str]:
     """Agreement of an answer with a reference: 0.6 * flag agreement + 0.4 * keyword recall.
 
@@ -1297,8 +1322,7 @@ def judge_score(reference: str, answer: str) -> tuple[float, str]:
     ref_flags, ans_flags = set(_flags_of(reference)), set(_flags_of(answer))
     union = ref_flags | ans_flags
     flag_agreement = len(ref_flags & ans_flags) / len(union) if union else 1.0
-    ref_words = {c for c in embedding.concepts(reference) if c not in _FIELD_NAMES}
-    ans_words = {c for c in embedding.concepts(answer) if c not in _FIELD_NAMES}
+    ref_words, ans_words = _content_concepts(reference), _content_concepts(answer)
     recall = len(ref_words & ans_words) / len(ref_words) if ref_words else 1.0
     score = 0.6 * flag_agreement + 0.4 * recall
     if ref_flags == ans_flags:
@@ -1443,7 +1467,7 @@ class Behaviour:
         return _Draft(
             segments,
             certainty,
-            _observation_thinking(answer, truth),
+            _observation_thinking(answer, truth, looking=has_image),
             scene_id=truth.scene_id if truth else None,
             correct=answer.correct,
         )
@@ -1566,6 +1590,8 @@ class Behaviour:
                     except OSError, ValueError:
                         scene = None
                     with self._lock:
+                        if len(self._identified) >= IDENTIFY_CACHE_SIZE:
+                            self._identified.clear()  # only a cache: forgetting is harmless
                         self._identified[digest] = scene
                 if scene is not None:
                     return scene
@@ -1754,9 +1780,10 @@ def _chat_reply(request: CompletionRequest, rng: random.Random) -> str:
     )
 
 
-def _observation_thinking(answer: Answer, truth: Truth | None) -> str:
+def _observation_thinking(answer: Answer, truth: Truth | None, *, looking: bool) -> str:
     seen = _join(list(answer.observations)) or "nothing in particular"
-    parts = [f"Let me look at the frame. I can see {seen}."]
+    opening = "Let me look at the frame. I can see" if looking else "The description mentions"
+    parts = [f"{opening} {seen}."]
     if truth is not None and truth.injected_text:
         if answer.mode == "obeyed_injection":
             parts.append(

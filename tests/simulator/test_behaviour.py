@@ -402,7 +402,7 @@ def test_wrong_answers_have_lower_token_probabilities(reference_run: Run) -> Non
     sample_right = right[::7]
     pairs = [(w, r) for w in wrong for r in sample_right]
     auc = sum(1 for w, r in pairs if w < r) / len(pairs)
-    assert 0.9 < auc < 1.0
+    assert 0.75 < auc < 0.95
 
 
 def test_tokens_concatenate_to_content_with_ranked_alternatives(reference_run: Run) -> None:
@@ -753,6 +753,8 @@ def test_task_detection_rules(config: SimulatorConfig) -> None:
         (teacher, text_request("Hello", {"type": "object"}), "schema"),
         (teacher, text_request("Hello"), "chat"),
         (student, text_request("A person is holding a lighter"), "observation"),
+        (student, text_request("Write 3 candidate system prompts."), "synthesis"),
+        (student, text_request("A cat", {"type": "object"}), "schema"),
         (
             student,
             text_request("A candle", system="Give a confidence score from 0 to 1."),
@@ -840,6 +842,8 @@ def test_requested_prompt_count_rules() -> None:
     assert requested_prompt_count(None, "Write five better system prompts") == 5
     assert requested_prompt_count(None, "Write 12 new candidate system prompts") == 12
     assert requested_prompt_count(None, "Write some prompts") == 5
+    opro = "Here are 10 earlier prompts with scores.\n...\nNow write 4 new system prompts."
+    assert requested_prompt_count(None, opro) == 4
     assert requested_prompt_count({"type": "array", "minItems": 8}, "Write 3 prompts") == 8
     assert requested_prompt_count({"type": "array", "maxItems": 2}, "") == 2
 
