@@ -219,6 +219,19 @@ def digest(name: str) -> str:
     return hashlib.sha256(f"vision-tutor-simulator/{display_name(name)}".encode()).hexdigest()
 
 
+def positive_option(options: Json, name: str) -> int | None:
+    """An integer option such as num_ctx or num_predict, when set to a positive number."""
+    value = options.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        return None
+    return value
+
+
+def context_window(profile: ModelProfile, options: Json) -> int:
+    """Tokens the model is loaded with: num_ctx (default 4096), at most what the model knows."""
+    return min(positive_option(options, "num_ctx") or DEFAULT_NUM_CTX, profile.context_length)
+
+
 def estimate_tokens(text: str) -> int:
     """Roughly four characters a token, the usual rule of thumb for these tokenizers."""
     return max(1, math.ceil(len(text) / 4))
@@ -530,7 +543,7 @@ class Residency:
         self._expire()
         return sorted(self._resident.values(), key=lambda r: r.expires_at, reverse=True)
 
-    async def acquire(self, profile: ModelProfile, keep_alive: float | None, num_ctx: int) -> float:
+    async def acquire(self, profile: ModelProfile, keep_alive: float | None, window: int) -> float:
         """Mark the model in use, loading it first if needed; returns the seconds spent loading."""
         started = time.perf_counter()
         lock = self._locks.setdefault(profile.name, asyncio.Lock())
@@ -539,7 +552,7 @@ class Residency:
             resident = self._resident.get(profile.name)
             if resident is None:
                 await asyncio.sleep(profile.load_ms / 1000 * self._time_scale)
-                resident = Resident(profile, min(num_ctx, profile.context_length), 0.0)
+                resident = Resident(profile, window, 0.0)
                 self._resident[profile.name] = resident
             resident.users += 1
             resident.expires_at = _expiry(keep_alive)
@@ -689,9 +702,8 @@ class Simulator:
         session = Session(number=counters.requests, started=started)
         try:
             async with self.scheduler.slot():
-                num_ctx = options.get("num_ctx")
                 session.load_s = await self.residency.acquire(
-                    profile, keep_alive, num_ctx if isinstance(num_ctx, int) else DEFAULT_NUM_CTX
+                    profile, keep_alive, context_window(profile, options)
                 )
                 try:
                     session.faults = self._draw_faults(profile, session.number)
@@ -837,8 +849,8 @@ def plan_reply(
     """Lay the completion out in time: prompt evaluation, thinking chunks, then content chunks."""
     tokens = completion.tokens
     done_reason = "stop"
-    num_predict = options.get("num_predict")
-    if isinstance(num_predict, int) and 0 < num_predict < len(tokens):
+    num_predict = positive_option(options, "num_predict")  # -1 and -2 mean "no limit"
+    if num_predict is not None and num_predict < len(tokens):
         tokens, done_reason = tokens[:num_predict], "length"
     thoughts = thinking_pieces(completion.thinking or "")
 
@@ -973,15 +985,18 @@ async def send_reply(
 
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
-    for piece in pieces:
-        await asyncio.sleep(piece.delay)
-        await _write_line(response, writer.chunk(piece))
-    if cut is not None:
-        sim.record_midstream_error(session)
-        await _write_line(response, {"error": RUNNER_EOF})
-    else:
-        await _write_line(response, writer.done(reply.done_reason, metrics(reply, session)))
-    await response.write_eof()
+    try:
+        for piece in pieces:
+            await asyncio.sleep(piece.delay)
+            await _write_line(response, writer.chunk(piece))
+        if cut is not None:
+            sim.record_midstream_error(session)
+            await _write_line(response, {"error": RUNNER_EOF})
+        else:
+            await _write_line(response, writer.done(reply.done_reason, metrics(reply, session)))
+        await response.write_eof()
+    except ConnectionResetError:  # the client left mid-answer: nobody to tell
+        session.ok = False
     return response
 
 
@@ -1263,12 +1278,7 @@ async def handle_embed(request: web.Request) -> web.Response:
             return web.json_response({"model": name, "embeddings": []})
         if "embedding" not in profile.capabilities:
             raise ApiError(500, NO_EMBEDDINGS)
-        num_ctx = options.get("num_ctx")
-        window = min(
-            num_ctx if isinstance(num_ctx, int) and num_ctx > 0 else DEFAULT_NUM_CTX,
-            profile.context_length,
-        )
-        texts, token_count = fit_context(texts, window, truncate)
+        texts, token_count = fit_context(texts, context_window(profile, options), truncate)
         await sim.strike(session)
         vectors, latency_s = await sim.embed(profile, texts)
         await asyncio.sleep(latency_s * sim.config.time_scale)
@@ -1390,6 +1400,9 @@ async def ollama_middleware(request: web.Request, handler: Handler) -> web.Strea
     except ApiError as err:
         status = err.status
         return error_response(err.status, err.message)
+    except asyncio.CancelledError:
+        status = 499  # the client went away; Ollama logs these as 499 "request canceled"
+        raise
     except web.HTTPException as err:  # from aiohttp: no route, wrong method, body too large
         status = err.status
         if status in GIN_ROUTING_ERRORS:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+import json
 import math
 
 from aiohttp.test_utils import TestServer
@@ -18,6 +19,7 @@ from simulator.server import (
     MAX_BODY_BYTES,
     MAX_CONTENT_CHUNKS,
     MAX_THINKING_CHUNKS,
+    SIMULATOR,
     ApiError,
     RunningSimulator,
     _parameter_count,
@@ -292,3 +294,42 @@ async def test_run_simulator_applies_overrides_to_a_given_config(socket_enabled:
     async with run_simulator(config, seed=8, time_scale=None) as sim:
         assert (sim.config.seed, sim.config.max_queue) == (8, 9)
         assert sim.config.time_scale == config.time_scale
+
+
+async def test_num_ctx_sets_the_context_window_up_to_the_models_limit(
+    client: ollama.AsyncClient,
+) -> None:
+    await client.generate(STUDENT, options={"num_ctx": 8192})
+    await client.embed(EMBEDDER, "hi", options={"num_ctx": 100_000})
+    await client.generate(TEACHER, options={"num_ctx": True})  # not a number to Ollama
+
+    windows = {model.model: model.context_length for model in (await client.ps()).models}
+
+    assert windows == {STUDENT: 8192, "embeddinggemma:latest": 2048, TEACHER: 4096}
+
+
+async def test_a_client_leaving_mid_stream_does_not_break_the_server(
+    socket_enabled: None,
+) -> None:
+    # Under any aiohttp runner: the answer is abandoned (logged as Ollama's 499), not counted
+    # as served, and the slot is free again.
+    app = create_app(make_config())
+    body = json.dumps({"model": TEACHER, "messages": USER, "think": True}).encode()
+    async with TestServer(app) as server:
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        writer.write(
+            b"POST /api/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        await reader.readuntil(b'"done": false')  # the first chunk is out
+        writer.close()
+        await writer.wait_closed()
+        for _ in range(200):
+            if app[SIMULATOR].scheduler.running == 0:
+                break
+            await asyncio.sleep(0.01)
+        async with httpx.AsyncClient() as http:
+            version = await http.get(str(server.make_url("/api/version")))
+
+    assert version.status_code == 200
+    assert app[SIMULATOR].stats().served == 0
