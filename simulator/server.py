@@ -1172,24 +1172,25 @@ async def handle_show(request: web.Request) -> web.Response:
 
 
 async def handle_chat(request: web.Request) -> web.StreamResponse:
+    started = time.perf_counter()  # total_duration includes reading the (image-laden) body
     body = await Body.read(request, "ChatRequest")
-    return await generate_reply(request, "chat", GenerationParams.from_chat(body))
+    return await generate_reply(request, "chat", GenerationParams.from_chat(body), started)
 
 
 async def handle_generate(request: web.Request) -> web.StreamResponse:
+    started = time.perf_counter()
     body = await Body.read(request, "GenerateRequest")
-    return await generate_reply(request, "generate", GenerationParams.from_generate(body))
+    return await generate_reply(request, "generate", GenerationParams.from_generate(body), started)
 
 
 async def generate_reply(
-    request: web.Request, endpoint: Endpoint, params: GenerationParams
+    request: web.Request, endpoint: Endpoint, params: GenerationParams, started: float
 ) -> web.StreamResponse:
     """Chat and generate, checked in the order Ollama checks them."""
-    started = time.perf_counter()
     sim = request.app[SIMULATOR]
     request[REQUEST_MODEL] = params.model
     if not params.model:
-        # Ollama parses the empty name as invalid: chat says so, generate reports it missing.
+        # An empty name: chat answers "model is required", generate "model '' not found".
         if endpoint == "chat":
             raise ApiError(400, MODEL_REQUIRED)
         raise ApiError(404, model_not_found(""))
