@@ -4,8 +4,61 @@ from typing import Final
 
 DOMAIN: Final = "vision_tutor"
 
+# Config entry data: the hosts (one entry per student host).
 CONF_STUDENT_URL: Final = "student_url"
+CONF_STUDENT_MODEL: Final = "student_model"
+CONF_TEACHER_MODE: Final = "teacher_mode"
+CONF_TEACHER_URL: Final = "teacher_url"
+CONF_TEACHER_TOKEN: Final = "teacher_token"
+
+TEACHER_MODE_ADDON: Final = "addon"
+TEACHER_MODE_MANUAL: Final = "manual"
+TEACHER_MODE_NONE: Final = "none"
+
 DEFAULT_STUDENT_URL: Final = "http://localhost:11434"
 
-# Seconds to wait for the student host while setting up or validating it.
+# Config subentries: one per monitored camera.
+SUBENTRY_CAMERA: Final = "camera"
+CONF_CAMERA_ENTITY: Final = "camera_entity"
+CONF_SCAN_INTERVAL: Final = "scan_interval"
+"""Seconds between analyses; 0 analyses only on the motion trigger or an action."""
+CONF_MOTION_ENTITY: Final = "motion_entity"
+CONF_SCENE_DESCRIPTION: Final = "scene_description"
+
+DEFAULT_SCAN_INTERVAL: Final = 30
+
+# Options: routing, temporal window and resource limits.
+CONF_MIN_CONFIDENCE: Final = "min_confidence"
+CONF_SAFETY_KEYWORDS: Final = "safety_keywords"
+CONF_AUDIT_RATE: Final = "audit_rate"
+CONF_QUEUE_LIMIT: Final = "teacher_queue_limit"
+CONF_WINDOW_SIZE: Final = "window_size"
+CONF_WINDOW_TRIGGER: Final = "window_trigger"
+CONF_CLEAN_TO_CLEAR: Final = "clean_to_clear"
+CONF_CHANGE_SENSITIVITY: Final = "change_sensitivity"
+CONF_STUDENT_TIMEOUT: Final = "student_timeout"
+CONF_MAX_CONCURRENT: Final = "max_concurrent"
+CONF_FRAME_WIDTH: Final = "frame_width"
+CONF_DISMISSAL_CLEARS: Final = "dismissal_clears"
+
+DEFAULT_MIN_CONFIDENCE: Final = 0.72
+DEFAULT_SAFETY_KEYWORDS: Final = ("fire", "smoke", "weapon", "fall", "intrusion", "blood")
+DEFAULT_AUDIT_RATE: Final = 150
+"""One frame in this many is sent to the teacher at random."""
+DEFAULT_QUEUE_LIMIT: Final = 20
+DEFAULT_WINDOW_SIZE: Final = 5
+DEFAULT_WINDOW_TRIGGER: Final = 2
+DEFAULT_CLEAN_TO_CLEAR: Final = 3
+DEFAULT_CHANGE_SENSITIVITY: Final = 0.5
+"""0 analyses every frame; 1 only frames that changed a lot."""
+DEFAULT_STUDENT_TIMEOUT: Final = 3.0
+DEFAULT_MAX_CONCURRENT: Final = 4
+DEFAULT_FRAME_WIDTH: Final = 768
+DEFAULT_DISMISSAL_CLEARS: Final = True
+
+# Seconds to wait for a host while setting up or validating it.
 CONNECT_TIMEOUT: Final = 10
+
+# Ollama: how long the student stays loaded between frames, and its sampling temperature.
+STUDENT_KEEP_ALIVE: Final = "10m"
+STUDENT_TEMPERATURE: Final = 0.3
