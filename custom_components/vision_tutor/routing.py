@@ -1,0 +1,217 @@
+"""The routing policy: which student answers the teacher should review, and why.
+
+Pure logic, no Home Assistant imports. Signals, highest priority first: the student's answer
+could not be read; a safety keyword (with its synonyms) among its flags or in its words; confidence below the threshold; a
+flag the camera's recent window did not have (temporal change); a random audit. When the
+teacher's queue is full, audits are shed first, then low-confidence escalations; safety and
+student errors are always sent (the add-on queue makes room for them). Every decision carries
+a reason a person can read.
+
+Effective confidence: small models say 0.95 whether they are right or wrong, so the stated
+confidence is checked against the token log-probabilities when the server returns them. The
+evidence is exp(mean of the lowest few token logprobs) — the model's hesitation concentrates on
+the few tokens that carry the content (a flag, a noun), while the JSON syntax around them is
+near-certain and would dilute a plain mean. The effective confidence is the lower of the two:
+logprobs can only lower confidence, never raise it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+import math
+import re
+from typing import Final
+
+from .contract import FLAG_SYNONYMS, Observation, StudentError, normalise_flag
+
+
+class EscalationReason(StrEnum):
+    """Why a frame goes to the teacher; the values are the add-on API's reasons."""
+
+    SAFETY = "safety"
+    STUDENT_ERROR = "student_error"
+    LOW_CONFIDENCE = "low_confidence"
+    TEMPORAL = "temporal"
+    AUDIT = "audit"
+
+
+PRIORITY: Final[dict[EscalationReason, int]] = {
+    EscalationReason.SAFETY: 5,
+    EscalationReason.STUDENT_ERROR: 4,
+    EscalationReason.LOW_CONFIDENCE: 3,
+    EscalationReason.TEMPORAL: 2,
+    EscalationReason.AUDIT: 1,
+}
+
+# Shed in this order when the teacher queue is full; the rest are never shed here.
+SHEDDABLE: Final = (EscalationReason.AUDIT, EscalationReason.LOW_CONFIDENCE)
+
+LOGPROB_TOKENS: Final = 3
+"""How many of the least likely tokens make the logprob evidence."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingPolicy:
+    """The thresholds a user sets in the options, and switches for measuring each signal."""
+
+    min_confidence: float = 0.72
+    safety_keywords: tuple[str, ...] = tuple(FLAG_SYNONYMS)
+    audit_rate: int = 150
+    """One frame in this many is audited; 0 turns audits off."""
+    queue_limit: int = 20
+    use_safety: bool = True
+    use_confidence: bool = True
+    use_logprobs: bool = True
+    use_temporal: bool = True
+    use_audit: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_confidence <= 1:
+            raise ValueError("the confidence threshold must be between 0 and 1")
+        if self.audit_rate < 0:
+            raise ValueError("the audit rate must be 0 (off) or a positive 1-in-N")
+        if self.queue_limit < 1:
+            raise ValueError("the teacher queue limit must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the policy decided for one analysed frame."""
+
+    escalate: bool
+    reason: EscalationReason | None
+    """The signal that fired (also set when the escalation was shed)."""
+    detail: str
+    """Why, in words: shown in attributes, events and the teacher's queue."""
+    effective_confidence: float | None
+    safety_hits: tuple[str, ...] = ()
+    """Safety flags and keywords found in the answer."""
+    shed: bool = False
+    """An escalation was wanted but dropped because the teacher queue is full."""
+
+    @property
+    def priority(self) -> int:
+        """The add-on queue's priority; 0 when nothing is sent."""
+        return PRIORITY[self.reason] if self.reason and self.escalate else 0
+
+
+def effective_confidence(stated: float | None, logprobs: Sequence[float] | None) -> float | None:
+    """The stated confidence, lowered by token logprob evidence when there is any."""
+    if not logprobs:
+        return stated
+    lowest = sorted(logprobs)[:LOGPROB_TOKENS]
+    evidence = math.exp(sum(lowest) / len(lowest))
+    return evidence if stated is None else min(stated, evidence)
+
+
+def keyword_pattern(keywords: Iterable[str]) -> re.Pattern[str]:
+    """A word-boundary pattern for the keywords and, for the contract's flags, their synonyms."""
+    words: set[str] = set()
+    for keyword in keywords:
+        word = keyword.strip().lower()
+        if word:
+            words.add(word)
+            words.update(FLAG_SYNONYMS.get(normalise_flag(word), ()))
+    if not words:
+        return re.compile(r"(?!x)x")  # matches nothing
+    alternatives = "|".join(re.escape(word) for word in sorted(words, key=len, reverse=True))
+    return re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])", re.IGNORECASE)
+
+
+def safety_hits(answer: Observation, pattern: re.Pattern[str]) -> tuple[str, ...]:
+    """The safety keywords in the answer (its flags, summary and observations), as flag names.
+
+    A flag outside the keyword list is not a safety trigger; it escalates as a temporal change
+    when the camera's window has not seen it.
+    """
+    text = " ".join((*answer.safety_flags, answer.summary, *answer.observations))
+    return tuple(dict.fromkeys(normalise_flag(m.group(0)) for m in pattern.finditer(text)))
+
+
+def route(
+    result: Observation | StudentError,
+    *,
+    policy: RoutingPolicy,
+    pattern: re.Pattern[str],
+    logprobs: Sequence[float] | None = None,
+    recent_flags: frozenset[str] = frozenset(),
+    queue_depth: int = 0,
+    audit_draw: float = 1.0,
+) -> Decision:
+    """Decide whether the teacher should see this frame.
+
+    `audit_draw` is a uniform random number in [0, 1): the caller owns the randomness so that
+    periodic scenes don't alias with a fixed 1-in-N counter, and tests stay deterministic.
+    `queue_depth` is the teacher's current queue (0 when unknown or no teacher).
+    """
+    if isinstance(result, StudentError):
+        return Decision(True, EscalationReason.STUDENT_ERROR, result.reason, None)
+
+    confidence = effective_confidence(result.confidence, logprobs if policy.use_logprobs else None)
+    hits = safety_hits(result, pattern) if policy.use_safety else ()
+    decision = _first_signal(result, policy, confidence, hits, recent_flags, audit_draw)
+    if decision.reason in SHEDDABLE and _must_shed(decision.reason, policy, queue_depth):
+        return Decision(
+            False,
+            decision.reason,
+            f"{decision.detail}; not sent: teacher queue full ({queue_depth})",
+            confidence,
+            hits,
+            shed=True,
+        )
+    return decision
+
+
+def _first_signal(
+    answer: Observation,
+    policy: RoutingPolicy,
+    confidence: float | None,
+    hits: tuple[str, ...],
+    recent_flags: frozenset[str],
+    audit_draw: float,
+) -> Decision:
+    if hits:
+        return Decision(
+            True, EscalationReason.SAFETY, f"safety: {', '.join(hits)}", confidence, hits
+        )
+    if policy.use_confidence and (confidence is None or confidence < policy.min_confidence):
+        return Decision(
+            True,
+            EscalationReason.LOW_CONFIDENCE,
+            _confidence_detail(answer.confidence, confidence, policy.min_confidence),
+            confidence,
+        )
+    new_flags = frozenset(answer.safety_flags) - recent_flags
+    if policy.use_temporal and new_flags:
+        return Decision(
+            True,
+            EscalationReason.TEMPORAL,
+            f"new in the window: {', '.join(sorted(new_flags))}",
+            confidence,
+        )
+    if policy.use_audit and policy.audit_rate and audit_draw < 1 / policy.audit_rate:
+        return Decision(
+            True, EscalationReason.AUDIT, f"random audit (1 in {policy.audit_rate})", confidence
+        )
+    shown = "unknown" if confidence is None else f"{confidence:.2f}"
+    return Decision(False, None, f"no signal: confidence {shown}, no safety flags", confidence)
+
+
+def _confidence_detail(stated: float | None, effective: float | None, threshold: float) -> str:
+    if effective is None:
+        return "low confidence: the student gave none"
+    if stated is not None and effective < stated:
+        return (
+            f"low confidence: {effective:.2f} < {threshold:.2f} "
+            f"(stated {stated:.2f}, lowered by token logprobs)"
+        )
+    return f"low confidence: {effective:.2f} < {threshold:.2f}"
+
+
+def _must_shed(reason: EscalationReason, policy: RoutingPolicy, queue_depth: int) -> bool:
+    """Audits go once the queue is 80 % full, low confidence only when it is full."""
+    if reason is EscalationReason.AUDIT:
+        return queue_depth >= max(1, int(policy.queue_limit * 0.8))
+    return queue_depth >= policy.queue_limit
