@@ -50,7 +50,7 @@ DEFAULT_WINDOW_SIZE: Final = 5
 DEFAULT_WINDOW_TRIGGER: Final = 2
 DEFAULT_CLEAN_TO_CLEAR: Final = 3
 DEFAULT_CHANGE_SENSITIVITY: Final = 0.5
-"""0 analyses every frame; 1 only frames that changed a lot."""
+"""1 analyses every frame; lower values skip frames that barely changed (0: only big changes)."""
 DEFAULT_STUDENT_TIMEOUT: Final = 3.0
 DEFAULT_MAX_CONCURRENT: Final = 4
 DEFAULT_FRAME_WIDTH: Final = 768

@@ -1,0 +1,193 @@
+"""One camera's analysis pipeline, without Home Assistant: frame -> student -> policy -> state.
+
+The coordinator feeds it frames from Home Assistant; the routing benchmark feeds it frames from
+the simulator's scene library. Both run this same code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+import random
+import time
+from typing import Any, Literal
+
+import httpx
+import ollama
+
+from .contract import OBSERVATION_SCHEMA, Observation, StudentError, parse_observation
+from .frames import PreparedFrame, frame_changed
+from .prompts import STUDENT_USER_PROMPT
+from .routing import Decision, RoutingPolicy, keyword_pattern, route
+from .temporal import SafetyState, SafetyWindow, WindowConfig
+
+type Source = Literal["student", "teacher"]
+
+
+class StudentUnavailable(Exception):
+    """No analysis is possible: the host does not answer, or the model is not on it."""
+
+    def __init__(self, reason: Literal["unreachable", "model_missing"], message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class StudentAnswer:
+    """What the student said about a frame, with the evidence the policy uses."""
+
+    text: str
+    logprobs: tuple[float, ...]
+    latency_ms: float
+
+
+class StudentClient:
+    """Asks the student model about frames, a bounded number at a time."""
+
+    def __init__(
+        self,
+        client: ollama.AsyncClient,
+        model: str,
+        *,
+        timeout: float,
+        semaphore: asyncio.Semaphore,
+        temperature: float = 0.3,
+        keep_alive: str = "10m",
+    ) -> None:
+        self.client = client
+        self.model = model
+        self.timeout = timeout
+        self._semaphore = semaphore
+        self._options = {"temperature": temperature}
+        self._keep_alive = keep_alive
+
+    async def ask(self, jpeg: bytes, system_prompt: str) -> StudentAnswer | StudentError:
+        """The student's answer, or a StudentError for answers that never came whole.
+
+        Raises StudentUnavailable when retrying this frame cannot help (host down, model gone).
+        """
+        messages: Sequence[dict[str, Any]] = (
+            {"role": "system", "content": system_prompt},
+            {"role": "user", "content": STUDENT_USER_PROMPT, "images": [jpeg]},
+        )
+        async with self._semaphore:
+            started = time.monotonic()
+            try:
+                async with asyncio.timeout(self.timeout):
+                    response = await self.client.chat(
+                        model=self.model,
+                        messages=messages,
+                        format=OBSERVATION_SCHEMA,
+                        options=self._options,
+                        keep_alive=self._keep_alive,
+                        think=False,
+                        logprobs=True,
+                    )
+            except TimeoutError:
+                return StudentError(f"the student did not answer within {self.timeout:g} s", "")
+            except ollama.ResponseError as err:
+                if err.status_code == 404:
+                    raise StudentUnavailable("model_missing", err.error) from err
+                return StudentError(f"the student host answered {err.status_code}: {err.error}", "")
+            except (ConnectionError, httpx.TransportError) as err:
+                raise StudentUnavailable("unreachable", str(err) or type(err).__name__) from err
+            latency_ms = (time.monotonic() - started) * 1000
+        logprobs = tuple(token.logprob for token in response.logprobs or ())
+        return StudentAnswer(response.message.content or "", logprobs, latency_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """One analysed frame and everything decided about it."""
+
+    result: Observation | StudentError
+    decision: Decision
+    safety: SafetyState
+    frame: PreparedFrame
+    analysed_at: datetime
+    model: str
+    latency_ms: float
+    prompt_version: str
+    source: Source = "student"
+
+    @property
+    def observation(self) -> Observation | None:
+        """The parsed answer; None when the student's answer could not be read."""
+        return self.result if isinstance(self.result, Observation) else None
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineSettings:
+    """The user's options that shape one camera's pipeline."""
+
+    policy: RoutingPolicy = field(default_factory=RoutingPolicy)
+    window: WindowConfig = field(default_factory=WindowConfig)
+    change_sensitivity: float = 0.5
+
+
+class CameraPipeline:
+    """Frame in, analysis out, for one camera; holds its change gate and temporal window."""
+
+    def __init__(
+        self, student: StudentClient, settings: PipelineSettings, *, rng: random.Random
+    ) -> None:
+        self.student = student
+        self.settings = settings
+        self.window = SafetyWindow(settings.window)
+        self._pattern = keyword_pattern(settings.policy.safety_keywords)
+        self._rng = rng
+        self._last_frame: PreparedFrame | None = None
+
+    def should_analyse(self, frame: PreparedFrame) -> bool:
+        """The change gate: False when the scene looks like the last analysed frame."""
+        previous = self._last_frame.thumbnail if self._last_frame else None
+        return frame_changed(previous, frame.thumbnail, self.settings.change_sensitivity)
+
+    async def analyse(
+        self,
+        frame: PreparedFrame,
+        *,
+        system_prompt: str,
+        prompt_version: str,
+        now: datetime,
+        queue_depth: int = 0,
+    ) -> Analysis:
+        """Run the student on a frame and decide what it means (the gate is the caller's call)."""
+        answer = await self.student.ask(frame.jpeg, system_prompt)
+        self._last_frame = frame
+        if isinstance(answer, StudentError):
+            result: Observation | StudentError = answer
+            logprobs: tuple[float, ...] = ()
+            latency_ms = 0.0
+        else:
+            result = parse_observation(answer.text)
+            logprobs, latency_ms = answer.logprobs, answer.latency_ms
+        decision = route(
+            result,
+            policy=self.settings.policy,
+            pattern=self._pattern,
+            logprobs=logprobs,
+            recent_flags=self.window.recent_flags,
+            queue_depth=queue_depth,
+            audit_draw=self._rng.random(),
+        )
+        # Keywords in the words count like flags: "flames near the curtains" with no flag is
+        # still a flagged frame.
+        flags = (
+            (*result.safety_flags, *decision.safety_hits)
+            if isinstance(result, Observation)
+            else None
+        )
+        safety = self.window.add_frame(flags, now)
+        return Analysis(
+            result=result,
+            decision=decision,
+            safety=safety,
+            frame=frame,
+            analysed_at=now,
+            model=self.student.model,
+            latency_ms=latency_ms,
+            prompt_version=prompt_version,
+        )
