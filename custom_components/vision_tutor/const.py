@@ -16,6 +16,8 @@ TEACHER_MODE_MANUAL: Final = "manual"
 TEACHER_MODE_NONE: Final = "none"
 
 DEFAULT_STUDENT_URL: Final = "http://localhost:11434"
+DEFAULT_STUDENT_MODEL: Final = "gemma4:e2b"
+"""Preselected when the host has it, and the model the setup suggests pulling when none has vision."""
 
 # Config subentries: one per monitored camera.
 SUBENTRY_CAMERA: Final = "camera"

@@ -1,0 +1,450 @@
+"""What the config flow checks: URLs, the student and teacher hosts, cameras and options.
+
+No flow state lives here. Each check returns the cleaned value or raises `FlowError`, whose
+`reason` is the translation key of the form error and `field` the form field it belongs to, so
+the user, reconfigure, discovery, subentry and options steps share one definition of "valid".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+import re
+import ssl
+from typing import Any, Final
+
+import aiohttp
+import httpx
+import ollama
+from yarl import URL
+
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er
+
+from .const import (
+    CONF_AUDIT_RATE,
+    CONF_CAMERA_ENTITY,
+    CONF_CHANGE_SENSITIVITY,
+    CONF_CLEAN_TO_CLEAR,
+    CONF_DISMISSAL_CLEARS,
+    CONF_FRAME_WIDTH,
+    CONF_MAX_CONCURRENT,
+    CONF_MIN_CONFIDENCE,
+    CONF_MOTION_ENTITY,
+    CONF_QUEUE_LIMIT,
+    CONF_SAFETY_KEYWORDS,
+    CONF_SCAN_INTERVAL,
+    CONF_SCENE_DESCRIPTION,
+    CONF_STUDENT_TIMEOUT,
+    CONF_TEACHER_MODE,
+    CONF_TEACHER_TOKEN,
+    CONF_TEACHER_URL,
+    CONF_WINDOW_SIZE,
+    CONF_WINDOW_TRIGGER,
+    CONNECT_TIMEOUT,
+    DEFAULT_AUDIT_RATE,
+    DEFAULT_CHANGE_SENSITIVITY,
+    DEFAULT_CLEAN_TO_CLEAR,
+    DEFAULT_DISMISSAL_CLEARS,
+    DEFAULT_FRAME_WIDTH,
+    DEFAULT_MAX_CONCURRENT,
+    DEFAULT_MIN_CONFIDENCE,
+    DEFAULT_QUEUE_LIMIT,
+    DEFAULT_SAFETY_KEYWORDS,
+    DEFAULT_STUDENT_MODEL,
+    DEFAULT_STUDENT_TIMEOUT,
+    DEFAULT_WINDOW_SIZE,
+    DEFAULT_WINDOW_TRIGGER,
+    TEACHER_MODE_ADDON,
+    TEACHER_MODE_MANUAL,
+    TEACHER_MODE_NONE,
+)
+from .ollama_client import create_client
+
+OLLAMA_DEFAULT_PORT: Final = 11434
+"""Port assumed when a student address is typed without scheme and port, as Ollama does."""
+TEACHER_DEFAULT_PORT: Final = 8765
+"""The add-on's API port, assumed the same way for a teacher address."""
+
+PROBE_TIMEOUT: float = CONNECT_TIMEOUT
+"""Seconds a whole host check may take (the student's model listing, or the teacher's health)."""
+
+TEACHER_HEALTH_PATH: Final = "/api/v1/health"
+TEACHER_USABLE_STATES: Final = frozenset({"ok", "degraded"})
+"""Health states of a teacher service worth configuring ("degraded": its own model is down)."""
+
+PULL_COMMAND: Final = f"ollama pull {DEFAULT_STUDENT_MODEL}"
+"""Shown when the student host has no vision model."""
+
+MIN_SCAN_INTERVAL: Final = 5
+"""Seconds; shorter intervals queue frames faster than a small model answers them."""
+MAX_SCAN_INTERVAL: Final = 86_400
+MAX_SCENE_DESCRIPTION: Final = 300
+"""Characters of scene description added to the student's prompt."""
+
+MAX_KEYWORD_LENGTH: Final = 40
+_KEYWORD: Final = re.compile(r"[^\W_](?:[\w' -]*[^\W_])?")
+"""A word or a short phrase: letters and digits, inner spaces, hyphens and apostrophes."""
+
+
+class FlowError(Exception):
+    """A check failed: `reason` is the form error's translation key, `field` where it shows."""
+
+    def __init__(
+        self, reason: str, field: str = "base", placeholders: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.field = field
+        self.placeholders: dict[str, str] = dict(placeholders or {})
+
+
+# --- Addresses ----------------------------------------------------------------------------------
+
+
+def normalise_url(raw: str, *, default_port: int) -> str | None:
+    """The address as a canonical http(s) URL without trailing slash; None when it is not one.
+
+    "192.168.1.20" and "nas.local:11434" are accepted the way Ollama reads OLLAMA_HOST: without a
+    scheme it is http, and without scheme and port, `default_port`. The result is the config
+    entry's unique id, so it is lower-cased and drops the scheme's default port.
+    """
+    text = raw.strip()
+    has_scheme = "://" in text
+    if not text or any(char.isspace() for char in text) or (not has_scheme and ":/" in text):
+        return None
+    try:
+        url = URL(text if has_scheme else f"http://{text}")
+    except ValueError:
+        return None
+    if (
+        url.scheme not in ("http", "https")
+        or not url.host
+        or url.explicit_port == 0
+        or url.user is not None
+        or url.query_string
+        or url.fragment
+    ):
+        return None
+    if not has_scheme and url.explicit_port is None:
+        url = url.with_port(default_port)
+    return str(url.with_path(url.path.rstrip("/")))
+
+
+def require_url(raw: str, *, field: str, default_port: int) -> str:
+    """`normalise_url`, or an `invalid_url` error on the field."""
+    if (url := normalise_url(raw, default_port=default_port)) is None:
+        raise FlowError("invalid_url", field)
+    return url
+
+
+def url_title(url: str) -> str:
+    """A config entry title for a host: its address without the scheme."""
+    parsed = URL(url)
+    return str(parsed).removeprefix(f"{parsed.scheme}://")
+
+
+def _causes(err: BaseException) -> Iterator[BaseException]:
+    """The error and what it was raised from or while handling (clients wrap the SSL error)."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _connection_reason(err: BaseException, unreachable: str) -> str:
+    """Why a connection failed: a certificate, a TLS handshake with a plain-http server, or not."""
+    for cause in _causes(err):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return "invalid_certificate"
+        if isinstance(cause, ssl.SSLError):
+            # Only https connections do a handshake; a plain-http server answers it with garbage.
+            return "https_to_http"
+    return unreachable
+
+
+# --- The student host ---------------------------------------------------------------------------
+
+
+async def async_vision_models(url: str) -> list[str]:
+    """The vision models the Ollama server at `url` has pulled, sorted by name.
+
+    Lists the models (`/api/tags`), then reads each one's capabilities (`/api/show`), all within
+    `PROBE_TIMEOUT`. Raises `FlowError` naming what is wrong with the host.
+    """
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT), create_client(url) as client:
+            listing = await client.list()
+            names = sorted({model.model for model in listing.models if model.model})
+            vision = [name for name in names if await _has_vision(client, name)]
+    except TimeoutError as err:
+        raise FlowError("timeout") from err
+    except ollama.ResponseError as err:
+        raise FlowError(_student_status_reason(err.status_code)) from err
+    except (ConnectionError, httpx.HTTPError) as err:
+        raise FlowError(_connection_reason(err, "cannot_connect")) from err
+    except ValueError as err:
+        # A body that is not JSON, or not shaped like Ollama's: another kind of server answered.
+        raise FlowError("not_ollama") from err
+    if not vision:
+        raise FlowError("no_vision_model", placeholders={"pull_command": PULL_COMMAND})
+    return vision
+
+
+async def _has_vision(client: ollama.AsyncClient, model: str) -> bool:
+    """Whether Ollama reports the model can read images (servers before 0.6.4 report nothing)."""
+    shown = await client.show(model)
+    return "vision" in (shown.capabilities or ())
+
+
+def _student_status_reason(status: int) -> str:
+    """The form error for an HTTP error status from the student host."""
+    if status in (401, 403):
+        return "student_auth"
+    if status >= 500:
+        # A proxy in front of a stopped Ollama, or Ollama failing: the host is not usable now.
+        return "cannot_connect"
+    return "not_ollama"
+
+
+# --- The teacher service ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Teacher:
+    """Where escalations go: the add-on, a manually entered service, or nowhere."""
+
+    mode: str
+    url: str | None = None
+    token: str | None = None
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Teacher:
+        """The teacher a config entry's data describes (none for entries made before teachers)."""
+        return cls(
+            data.get(CONF_TEACHER_MODE, TEACHER_MODE_NONE),
+            data.get(CONF_TEACHER_URL),
+            data.get(CONF_TEACHER_TOKEN),
+        )
+
+    def as_data(self) -> dict[str, Any]:
+        """The config entry data keys for this teacher."""
+        return {
+            CONF_TEACHER_MODE: self.mode,
+            CONF_TEACHER_URL: self.url,
+            CONF_TEACHER_TOKEN: self.token,
+        }
+
+
+NO_TEACHER: Final = Teacher(TEACHER_MODE_NONE)
+
+
+def teacher_from_discovery(config: Mapping[str, Any]) -> Teacher | None:
+    """The add-on teacher the Supervisor announced (`host`, `port`, `token`); None if malformed."""
+    host, port, token = config.get("host"), config.get("port"), config.get("token")
+    if not isinstance(host, str) or not host or not isinstance(token, str) or not token:
+        return None
+    try:
+        port_number = int(port)  # type: ignore[arg-type]  # validated just below
+        if not 0 < port_number < 65536:
+            return None
+        url = URL.build(scheme="http", host=host, port=port_number)
+    except TypeError, ValueError:
+        return None
+    return Teacher(TEACHER_MODE_ADDON, str(url), token)
+
+
+def manual_teacher(url: str, token: str) -> Teacher:
+    """A manually entered teacher service, its URL checked (`invalid_url` on teacher_url)."""
+    return Teacher(
+        TEACHER_MODE_MANUAL,
+        require_url(url, field=CONF_TEACHER_URL, default_port=TEACHER_DEFAULT_PORT),
+        token.strip(),
+    )
+
+
+async def async_check_teacher(session: aiohttp.ClientSession, teacher: Teacher) -> str:
+    """Check the teacher service answers its health endpoint with this token; its health state.
+
+    200 with a JSON `status` of ok or degraded is a teacher; 401/403 is a wrong token; no answer in
+    `PROBE_TIMEOUT` or no connection is `cannot_connect_teacher`; anything else `not_a_teacher`.
+    """
+    assert teacher.url is not None
+    try:
+        async with (
+            asyncio.timeout(PROBE_TIMEOUT),
+            session.get(
+                f"{teacher.url}{TEACHER_HEALTH_PATH}",
+                headers={"Authorization": f"Bearer {teacher.token}"},
+                allow_redirects=False,
+            ) as response,
+        ):
+            if response.status in (401, 403):
+                raise FlowError("invalid_auth")
+            body = await response.json(content_type=None) if response.status == 200 else None
+    except TimeoutError as err:
+        raise FlowError("cannot_connect_teacher") from err
+    except aiohttp.ClientError as err:
+        raise FlowError(_connection_reason(err, "cannot_connect_teacher")) from err
+    except ValueError as err:
+        raise FlowError("not_a_teacher") from err
+    state = body.get("status") if isinstance(body, dict) else None
+    if state not in TEACHER_USABLE_STATES:
+        raise FlowError("not_a_teacher")
+    return str(state)
+
+
+# --- Cameras ------------------------------------------------------------------------------------
+
+
+def entity_exists(hass: HomeAssistant, entity_id: str) -> bool:
+    """Whether Home Assistant knows the entity: it has a state or is registered (maybe offline)."""
+    return (
+        hass.states.get(entity_id) is not None
+        or er.async_get(hass).async_get(entity_id) is not None
+    )
+
+
+def entity_name(hass: HomeAssistant, entity_id: str) -> str:
+    """The name a user knows the entity by: its friendly name, else its entity id."""
+    if (state := hass.states.get(entity_id)) is not None:
+        return state.name
+    entry = er.async_get(hass).async_get(entity_id)
+    return (entry.name or entry.original_name if entry else None) or entity_id
+
+
+def camera_data(hass: HomeAssistant, user_input: Mapping[str, Any]) -> dict[str, Any]:
+    """A camera subentry's data from the form, every key present; raises `FlowError`."""
+    camera = user_input[CONF_CAMERA_ENTITY]
+    motion = user_input.get(CONF_MOTION_ENTITY) or None
+    interval = int(user_input.get(CONF_SCAN_INTERVAL, 0))
+    description = " ".join(str(user_input.get(CONF_SCENE_DESCRIPTION) or "").split())
+    limits = {"min": str(MIN_SCAN_INTERVAL), "max": str(MAX_SCENE_DESCRIPTION)}
+    if not entity_exists(hass, camera):
+        raise FlowError("camera_not_found", CONF_CAMERA_ENTITY)
+    if motion is not None and not entity_exists(hass, motion):
+        raise FlowError("motion_not_found", CONF_MOTION_ENTITY)
+    if 0 < interval < MIN_SCAN_INTERVAL:
+        raise FlowError("scan_interval_too_short", CONF_SCAN_INTERVAL, limits)
+    if interval == 0 and motion is None:
+        raise FlowError("no_trigger")
+    if len(description) > MAX_SCENE_DESCRIPTION:
+        raise FlowError("scene_description_too_long", CONF_SCENE_DESCRIPTION, limits)
+    return {
+        CONF_CAMERA_ENTITY: camera,
+        CONF_SCAN_INTERVAL: interval,
+        CONF_MOTION_ENTITY: motion,
+        CONF_SCENE_DESCRIPTION: description,
+    }
+
+
+# --- Options ------------------------------------------------------------------------------------
+
+OPTION_DEFAULTS: Final[Mapping[str, Any]] = {
+    CONF_MIN_CONFIDENCE: DEFAULT_MIN_CONFIDENCE,
+    CONF_SAFETY_KEYWORDS: list(DEFAULT_SAFETY_KEYWORDS),
+    CONF_AUDIT_RATE: DEFAULT_AUDIT_RATE,
+    CONF_QUEUE_LIMIT: DEFAULT_QUEUE_LIMIT,
+    CONF_WINDOW_SIZE: DEFAULT_WINDOW_SIZE,
+    CONF_WINDOW_TRIGGER: DEFAULT_WINDOW_TRIGGER,
+    CONF_CLEAN_TO_CLEAR: DEFAULT_CLEAN_TO_CLEAR,
+    CONF_DISMISSAL_CLEARS: DEFAULT_DISMISSAL_CLEARS,
+    CONF_CHANGE_SENSITIVITY: DEFAULT_CHANGE_SENSITIVITY,
+    CONF_STUDENT_TIMEOUT: DEFAULT_STUDENT_TIMEOUT,
+    CONF_MAX_CONCURRENT: DEFAULT_MAX_CONCURRENT,
+    CONF_FRAME_WIDTH: DEFAULT_FRAME_WIDTH,
+}
+"""Every option and its default; a new entry starts with these."""
+
+OPTION_SECTIONS: Final[Mapping[str, tuple[str, ...]]] = {
+    "routing": (CONF_MIN_CONFIDENCE, CONF_SAFETY_KEYWORDS, CONF_AUDIT_RATE, CONF_QUEUE_LIMIT),
+    "safety_sensor": (
+        CONF_WINDOW_SIZE,
+        CONF_WINDOW_TRIGGER,
+        CONF_CLEAN_TO_CLEAR,
+        CONF_DISMISSAL_CLEARS,
+    ),
+    "performance": (
+        CONF_CHANGE_SENSITIVITY,
+        CONF_STUDENT_TIMEOUT,
+        CONF_MAX_CONCURRENT,
+        CONF_FRAME_WIDTH,
+    ),
+}
+"""How the options form groups the options; they are stored flat."""
+
+_INT_OPTIONS: Final = frozenset(
+    {
+        CONF_AUDIT_RATE,
+        CONF_QUEUE_LIMIT,
+        CONF_WINDOW_SIZE,
+        CONF_WINDOW_TRIGGER,
+        CONF_CLEAN_TO_CLEAR,
+        CONF_MAX_CONCURRENT,
+        CONF_FRAME_WIDTH,
+    }
+)
+_FLOAT_OPTIONS: Final = frozenset(
+    {CONF_MIN_CONFIDENCE, CONF_CHANGE_SENSITIVITY, CONF_STUDENT_TIMEOUT}
+)
+
+
+def default_options() -> dict[str, Any]:
+    """A fresh copy of the default options."""
+    return {
+        key: list(value) if isinstance(value, list) else value
+        for key, value in OPTION_DEFAULTS.items()
+    }
+
+
+def options_to_form(options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Stored options (defaults for any missing) grouped by the form's sections."""
+    merged = {**default_options(), **options}
+    return {name: {key: merged[key] for key in keys} for name, keys in OPTION_SECTIONS.items()}
+
+
+def options_from_form(form: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The options to store from the submitted form; raises `FlowError` for bad combinations."""
+    flat = {**default_options(), **{k: v for section in form.values() for k, v in section.items()}}
+    options: dict[str, Any] = {}
+    for key, value in flat.items():
+        if key in _INT_OPTIONS:
+            options[key] = int(value)
+        elif key in _FLOAT_OPTIONS:
+            options[key] = float(value)
+        else:
+            options[key] = value
+    options[CONF_SAFETY_KEYWORDS] = safety_keywords(flat[CONF_SAFETY_KEYWORDS])
+    options[CONF_DISMISSAL_CLEARS] = bool(flat[CONF_DISMISSAL_CLEARS])
+    if options[CONF_WINDOW_TRIGGER] > options[CONF_WINDOW_SIZE]:
+        raise FlowError(
+            "window_trigger_too_large",
+            placeholders={
+                "trigger": str(options[CONF_WINDOW_TRIGGER]),
+                "size": str(options[CONF_WINDOW_SIZE]),
+            },
+        )
+    return options
+
+
+def safety_keywords(raw: Any) -> list[str]:
+    """The keyword list lower-cased, trimmed and without repeats; raises `FlowError`."""
+    words = [raw] if isinstance(raw, str) else list(raw or ())
+    keywords: list[str] = []
+    for word in words:
+        keyword = " ".join(str(word).lower().split())
+        if not keyword:
+            continue
+        if len(keyword) > MAX_KEYWORD_LENGTH or not _KEYWORD.fullmatch(keyword):
+            raise FlowError(
+                "invalid_safety_keyword",
+                placeholders={"keyword": keyword[:MAX_KEYWORD_LENGTH]},
+            )
+        if keyword not in keywords:
+            keywords.append(keyword)
+    if not keywords:
+        raise FlowError("no_safety_keywords")
+    return keywords
