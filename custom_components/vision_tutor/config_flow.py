@@ -1,63 +1,596 @@
-"""Config flow for Vision Tutor."""
+"""Config flow for Vision Tutor: the hosts, the cameras (subentries) and the options.
+
+A config entry is one student host (unique id: its normalised URL) with the model it runs and
+where escalations go: the Vision Tutor add-on (found by Supervisor discovery), a teacher service
+entered by hand, or nowhere. Each monitored camera is a subentry. Setup and reconfigure share
+their steps; which one is running decides only how the flow ends.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, override
 
 import probatio
-from yarl import URL
 
-from homeassistant.config_entries import ConfigFlow, ConfigFlowResult
-from homeassistant.helpers.selector import TextSelector, TextSelectorConfig, TextSelectorType
+from homeassistant.components.binary_sensor import BinarySensorDeviceClass
+from homeassistant.config_entries import (
+    SOURCE_RECONFIGURE,
+    ConfigEntry,
+    ConfigFlow,
+    ConfigFlowResult,
+    ConfigSubentry,
+    ConfigSubentryFlow,
+    OptionsFlowWithReload,
+    SubentryFlowResult,
+)
+from homeassistant.core import callback
+from homeassistant.data_entry_flow import AbortFlow, section
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.selector import (
+    BooleanSelector,
+    EntitySelector,
+    EntitySelectorConfig,
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
+    SelectSelector,
+    SelectSelectorConfig,
+    SelectSelectorMode,
+    TextSelector,
+    TextSelectorConfig,
+    TextSelectorType,
+)
+from homeassistant.helpers.service_info.hassio import HassioServiceInfo
 
-from .const import CONF_STUDENT_URL, DEFAULT_STUDENT_URL, DOMAIN
-from .ollama_client import CannotConnect, async_list_models, create_client
+from .const import (
+    CONF_AUDIT_RATE,
+    CONF_CAMERA_ENTITY,
+    CONF_CHANGE_SENSITIVITY,
+    CONF_CLEAN_TO_CLEAR,
+    CONF_DISMISSAL_CLEARS,
+    CONF_FRAME_WIDTH,
+    CONF_MAX_CONCURRENT,
+    CONF_MIN_CONFIDENCE,
+    CONF_MOTION_ENTITY,
+    CONF_QUEUE_LIMIT,
+    CONF_SAFETY_KEYWORDS,
+    CONF_SCAN_INTERVAL,
+    CONF_SCENE_DESCRIPTION,
+    CONF_STUDENT_MODEL,
+    CONF_STUDENT_TIMEOUT,
+    CONF_STUDENT_URL,
+    CONF_TEACHER_MODE,
+    CONF_TEACHER_TOKEN,
+    CONF_TEACHER_URL,
+    CONF_WINDOW_SIZE,
+    CONF_WINDOW_TRIGGER,
+    DEFAULT_SAFETY_KEYWORDS,
+    DEFAULT_SCAN_INTERVAL,
+    DEFAULT_STUDENT_MODEL,
+    DEFAULT_STUDENT_URL,
+    DOMAIN,
+    SUBENTRY_CAMERA,
+    TEACHER_MODE_ADDON,
+    TEACHER_MODE_MANUAL,
+    TEACHER_MODE_NONE,
+)
+from .flow_helpers import (
+    MAX_SCAN_INTERVAL,
+    MAX_SCENE_DESCRIPTION,
+    MIN_SCAN_INTERVAL,
+    NO_TEACHER,
+    OLLAMA_DEFAULT_PORT,
+    FlowError,
+    Teacher,
+    async_check_teacher,
+    async_vision_models,
+    camera_data,
+    default_options,
+    entity_name,
+    manual_teacher,
+    options_from_form,
+    options_to_form,
+    require_url,
+    teacher_from_discovery,
+    url_title,
+)
+
+STUDENT_SCHEMA = probatio.Schema(
+    {
+        probatio.Required(CONF_STUDENT_URL, default=DEFAULT_STUDENT_URL): TextSelector(
+            TextSelectorConfig(type=TextSelectorType.URL)
+        )
+    }
+)
+
+TEACHER_MANUAL_SCHEMA = probatio.Schema(
+    {
+        probatio.Required(CONF_TEACHER_URL): TextSelector(
+            TextSelectorConfig(type=TextSelectorType.URL)
+        ),
+        probatio.Required(CONF_TEACHER_TOKEN): TextSelector(
+            TextSelectorConfig(type=TextSelectorType.PASSWORD)
+        ),
+    }
+)
+
+CAMERA_SCHEMA = probatio.Schema(
+    {
+        probatio.Required(CONF_CAMERA_ENTITY): EntitySelector(
+            EntitySelectorConfig(domain="camera")
+        ),
+        probatio.Required(CONF_SCAN_INTERVAL, default=DEFAULT_SCAN_INTERVAL): NumberSelector(
+            NumberSelectorConfig(
+                min=0,
+                max=MAX_SCAN_INTERVAL,
+                step=1,
+                mode=NumberSelectorMode.BOX,
+                unit_of_measurement="s",
+            )
+        ),
+        probatio.Optional(CONF_MOTION_ENTITY): EntitySelector(
+            EntitySelectorConfig(
+                domain="binary_sensor",
+                device_class=[
+                    BinarySensorDeviceClass.MOTION,
+                    BinarySensorDeviceClass.OCCUPANCY,
+                    BinarySensorDeviceClass.PRESENCE,
+                ],
+            )
+        ),
+        probatio.Optional(CONF_SCENE_DESCRIPTION): TextSelector(TextSelectorConfig(multiline=True)),
+    }
+)
 
 
-def _normalise_url(raw: str) -> str | None:
-    """An http(s) URL without trailing slash, or None when it is not one."""
-    try:
-        url = URL(raw.strip())
-    except ValueError:
-        return None
-    if url.scheme not in ("http", "https") or not url.host:
-        return None
-    return str(url).rstrip("/")
+def _number(
+    minimum: float, maximum: float, step: float, unit: str | None = None, *, slider: bool = False
+) -> NumberSelector:
+    config = NumberSelectorConfig(
+        min=minimum,
+        max=maximum,
+        step=step,
+        mode=NumberSelectorMode.SLIDER if slider else NumberSelectorMode.BOX,
+    )
+    if unit is not None:
+        config["unit_of_measurement"] = unit
+    return NumberSelector(config)
+
+
+OPTIONS_SCHEMA = probatio.Schema(
+    {
+        probatio.Required("routing"): section(
+            probatio.Schema(
+                {
+                    probatio.Required(CONF_MIN_CONFIDENCE): _number(0, 1, 0.01, slider=True),
+                    probatio.Required(CONF_SAFETY_KEYWORDS): SelectSelector(
+                        SelectSelectorConfig(
+                            options=list(DEFAULT_SAFETY_KEYWORDS),
+                            multiple=True,
+                            custom_value=True,
+                            sort=False,
+                        )
+                    ),
+                    probatio.Required(CONF_AUDIT_RATE): _number(0, 100_000, 1),
+                    probatio.Required(CONF_QUEUE_LIMIT): _number(1, 1000, 1),
+                }
+            ),
+            {"collapsed": False},
+        ),
+        probatio.Required("safety_sensor"): section(
+            probatio.Schema(
+                {
+                    probatio.Required(CONF_WINDOW_SIZE): _number(1, 50, 1),
+                    probatio.Required(CONF_WINDOW_TRIGGER): _number(1, 50, 1),
+                    probatio.Required(CONF_CLEAN_TO_CLEAR): _number(1, 50, 1),
+                    probatio.Required(CONF_DISMISSAL_CLEARS): BooleanSelector(),
+                }
+            ),
+            {"collapsed": False},
+        ),
+        probatio.Required("performance"): section(
+            probatio.Schema(
+                {
+                    probatio.Required(CONF_CHANGE_SENSITIVITY): _number(0, 1, 0.05, slider=True),
+                    probatio.Required(CONF_STUDENT_TIMEOUT): _number(0.5, 60, 0.5, "s"),
+                    probatio.Required(CONF_MAX_CONCURRENT): _number(1, 16, 1),
+                    probatio.Required(CONF_FRAME_WIDTH): _number(256, 1920, 1, "px"),
+                }
+            ),
+            {"collapsed": True},
+        ),
+    }
+)
+
+
+def _form_error(errors: dict[str, str], placeholders: dict[str, str], err: FlowError) -> None:
+    """Put a failed check on the form."""
+    errors[err.field] = err.reason
+    placeholders.update(err.placeholders)
 
 
 class VisionTutorConfigFlow(ConfigFlow, domain=DOMAIN):
-    """Set up Vision Tutor from the UI."""
+    """Set up a student host, its model and its teacher; or link the discovered add-on."""
 
     VERSION = 1
+    MINOR_VERSION = 1
+
+    def __init__(self) -> None:
+        """Nothing chosen yet."""
+        self._student_url: str | None = None
+        self._models: list[str] = []
+        self._model: str | None = None
+        self._addon: Teacher | None = None
+        """The add-on teacher found by discovery."""
+        self._addon_name = ""
+
+    @staticmethod
+    @callback
+    @override
+    def async_get_options_flow(config_entry: ConfigEntry) -> VisionTutorOptionsFlow:
+        """The routing, safety sensor and performance options."""
+        return VisionTutorOptionsFlow()
+
+    @classmethod
+    @callback
+    @override
+    def async_get_supported_subentry_types(
+        cls, config_entry: ConfigEntry
+    ) -> dict[str, type[ConfigSubentryFlow]]:
+        """One subentry per monitored camera."""
+        return {SUBENTRY_CAMERA: CameraSubentryFlow}
+
+    # --- Student host: setup and reconfigure share these steps ----------------------------------
 
     @override
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """Ask for the student's Ollama host and check that it answers."""
+        """Ask for the student's Ollama URL."""
+        return await self._async_step_student("user", user_input)
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Change the student URL, its model or the teacher of an existing entry."""
+        return await self._async_step_student("reconfigure", user_input)
+
+    async def _async_step_student(
+        self, step_id: str, user_input: dict[str, Any] | None
+    ) -> ConfigFlowResult:
+        """Check the URL answers like Ollama and has a vision model; then choose the model."""
         errors: dict[str, str] = {}
+        placeholders: dict[str, str] = {}
         if user_input is not None:
-            url = _normalise_url(user_input[CONF_STUDENT_URL])
-            if url is None:
-                errors[CONF_STUDENT_URL] = "invalid_url"
+            try:
+                url = require_url(
+                    user_input[CONF_STUDENT_URL],
+                    field=CONF_STUDENT_URL,
+                    default_port=OLLAMA_DEFAULT_PORT,
+                )
+                await self._async_claim_student_url(url)
+                self._models = await async_vision_models(url)
+            except FlowError as err:
+                _form_error(errors, placeholders, err)
             else:
-                await self.async_set_unique_id(url)
-                self._abort_if_unique_id_configured()
-                try:
-                    await async_list_models(create_client(url))
-                except CannotConnect:
-                    errors["base"] = "cannot_connect"
-                else:
-                    return self.async_create_entry(
-                        title=URL(url).host or url, data={CONF_STUDENT_URL: url}
-                    )
+                self._student_url = url
+                return await self.async_step_model()
+        elif self.source == SOURCE_RECONFIGURE:
+            user_input = {CONF_STUDENT_URL: self._get_reconfigure_entry().data[CONF_STUDENT_URL]}
+        return self.async_show_form(
+            step_id=step_id,
+            data_schema=self.add_suggested_values_to_schema(STUDENT_SCHEMA, user_input),
+            errors=errors,
+            description_placeholders=placeholders,
+        )
+
+    async def _async_claim_student_url(self, url: str) -> None:
+        """Abort when another entry already has this student host."""
+        if self.source != SOURCE_RECONFIGURE:
+            await self.async_set_unique_id(url)
+            self._abort_if_unique_id_configured()
+            return
+        # Reconfigure may move the entry to another host (a new address for the same Ollama),
+        # so its unique id follows the URL; it must not take over another entry's host.
+        other = self.hass.config_entries.async_entry_for_domain_unique_id(DOMAIN, url)
+        if other is not None and other.entry_id != self._get_reconfigure_entry().entry_id:
+            raise AbortFlow("already_configured")
+
+    async def async_step_model(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Choose the student among the host's vision models."""
+        if user_input is not None:
+            self._model = user_input[CONF_STUDENT_MODEL]
+            if self._addon is not None:
+                # Discovery: the user already chose the add-on as the teacher.
+                return self._async_finish(self._addon)
+            return await self.async_step_teacher()
+        current = (
+            self._get_reconfigure_entry().data.get(CONF_STUDENT_MODEL)
+            if self.source == SOURCE_RECONFIGURE
+            else None
+        )
+        preferred = next(
+            (model for model in (current, DEFAULT_STUDENT_MODEL) if model in self._models),
+            self._models[0],
+        )
         schema = probatio.Schema(
             {
-                probatio.Required(CONF_STUDENT_URL, default=DEFAULT_STUDENT_URL): TextSelector(
-                    TextSelectorConfig(type=TextSelectorType.URL)
+                probatio.Required(CONF_STUDENT_MODEL, default=preferred): SelectSelector(
+                    SelectSelectorConfig(options=self._models, mode=SelectSelectorMode.DROPDOWN)
                 )
             }
         )
         return self.async_show_form(
-            step_id="user",
-            data_schema=self.add_suggested_values_to_schema(schema, user_input),
+            step_id="model",
+            data_schema=schema,
+            description_placeholders={"url": str(self._student_url)},
+        )
+
+    async def async_step_teacher(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Choose where escalations go: nowhere, a teacher service, or (kept) the add-on."""
+        current = NO_TEACHER
+        if self.source == SOURCE_RECONFIGURE:
+            current = Teacher.from_data(self._get_reconfigure_entry().data)
+        if user_input is not None:
+            mode = user_input[CONF_TEACHER_MODE]
+            if mode == TEACHER_MODE_MANUAL:
+                return await self.async_step_teacher_manual()
+            return self._async_finish(current if mode == TEACHER_MODE_ADDON else NO_TEACHER)
+        modes = [TEACHER_MODE_NONE, TEACHER_MODE_MANUAL]
+        if current.mode == TEACHER_MODE_ADDON:
+            # The add-on is offered only once discovery has linked it: its address and token
+            # come from the Supervisor, not from the user.
+            modes.insert(0, TEACHER_MODE_ADDON)
+        schema = probatio.Schema(
+            {
+                probatio.Required(CONF_TEACHER_MODE, default=current.mode): SelectSelector(
+                    SelectSelectorConfig(
+                        options=modes,
+                        mode=SelectSelectorMode.LIST,
+                        translation_key=CONF_TEACHER_MODE,
+                    )
+                )
+            }
+        )
+        return self.async_show_form(step_id="teacher", data_schema=schema)
+
+    async def async_step_teacher_manual(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Enter the teacher service's URL and token, checked against its health endpoint."""
+        errors: dict[str, str] = {}
+        placeholders: dict[str, str] = {}
+        if user_input is not None:
+            try:
+                teacher = manual_teacher(
+                    user_input[CONF_TEACHER_URL], user_input[CONF_TEACHER_TOKEN]
+                )
+                await async_check_teacher(async_get_clientsession(self.hass), teacher)
+            except FlowError as err:
+                _form_error(errors, placeholders, err)
+            else:
+                return self._async_finish(teacher)
+        elif self.source == SOURCE_RECONFIGURE:
+            current = Teacher.from_data(self._get_reconfigure_entry().data)
+            if current.mode == TEACHER_MODE_MANUAL:
+                user_input = {CONF_TEACHER_URL: current.url, CONF_TEACHER_TOKEN: current.token}
+        return self.async_show_form(
+            step_id="teacher_manual",
+            data_schema=self.add_suggested_values_to_schema(TEACHER_MANUAL_SCHEMA, user_input),
             errors=errors,
+            description_placeholders=placeholders,
+        )
+
+    @callback
+    def _async_finish(self, teacher: Teacher) -> ConfigFlowResult:
+        """Create the entry, or update the one being reconfigured."""
+        assert self._student_url is not None
+        data = {
+            CONF_STUDENT_URL: self._student_url,
+            CONF_STUDENT_MODEL: self._model,
+            **teacher.as_data(),
+        }
+        if self.source != SOURCE_RECONFIGURE:
+            return self.async_create_entry(
+                title=url_title(self._student_url), data=data, options=default_options()
+            )
+        entry = self._get_reconfigure_entry()
+        # Keep a title the user chose; follow the host when it is still the generated one.
+        title = entry.title
+        if title == url_title(entry.data[CONF_STUDENT_URL]):
+            title = url_title(self._student_url)
+        changes: dict[str, Any] = {
+            "unique_id": self._student_url,
+            "title": title,
+            "data_updates": data,
+        }
+        if entry.update_listeners:
+            # The entry reloads itself from its update listener (a second reload from here is
+            # what Home Assistant warns about); an entry that failed to set up has none.
+            return self.async_update_and_abort(entry, **changes)
+        return self.async_update_reload_and_abort(entry, **changes)
+
+    # --- Supervisor discovery of the add-on -----------------------------------------------------
+
+    @override
+    async def async_step_hassio(self, discovery_info: HassioServiceInfo) -> ConfigFlowResult:
+        """The Vision Tutor add-on announced itself (host, port and API token)."""
+        addon = teacher_from_discovery(discovery_info.config)
+        if addon is None:
+            return self.async_abort(reason="invalid_discovery_info")
+        # Entries already using the add-on follow it to its new address or token.
+        linked = [
+            entry
+            for entry in self._async_current_entries(include_ignore=False)
+            if entry.data.get(CONF_TEACHER_MODE) == TEACHER_MODE_ADDON
+        ]
+        for entry in linked:
+            self._async_update_and_reload(entry, addon)
+        if linked:
+            return self.async_abort(reason="already_configured")
+        # The add-on's slug identifies this discovery, so "ignore" and duplicates work.
+        await self.async_set_unique_id(discovery_info.slug)
+        self._abort_if_unique_id_configured()
+        self._addon = addon
+        self._addon_name = discovery_info.name
+        self.context["title_placeholders"] = {"name": discovery_info.name}
+        if self._async_current_entries(include_ignore=False):
+            return await self.async_step_hassio_link()
+        return await self.async_step_hassio_confirm()
+
+    async def async_step_hassio_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Confirm the add-on as the teacher, then set up the student host."""
+        return await self._async_step_addon("hassio_confirm", user_input)
+
+    async def async_step_hassio_link(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Confirm the add-on as the teacher of the student hosts already set up."""
+        return await self._async_step_addon("hassio_link", user_input)
+
+    async def _async_step_addon(
+        self, step_id: str, user_input: dict[str, Any] | None
+    ) -> ConfigFlowResult:
+        """Check the add-on answers with its token when the user confirms."""
+        assert self._addon is not None
+        errors: dict[str, str] = {}
+        entries = self._async_current_entries(include_ignore=False)
+        if user_input is not None:
+            try:
+                await async_check_teacher(async_get_clientsession(self.hass), self._addon)
+            except FlowError as err:
+                errors["base"] = err.reason
+            else:
+                if step_id == "hassio_confirm":
+                    return await self.async_step_user()
+                for entry in entries:
+                    self._async_update_and_reload(entry, self._addon)
+                return self.async_abort(reason="addon_linked")
+        if step_id == "hassio_link":
+            self._set_confirm_only()
+        return self.async_show_form(
+            step_id=step_id,
+            errors=errors,
+            description_placeholders={
+                "addon": self._addon_name,
+                "url": str(self._addon.url),
+                "entries": ", ".join(entry.title for entry in entries),
+            },
+        )
+
+    @callback
+    def _async_update_and_reload(self, entry: ConfigEntry, teacher: Teacher) -> None:
+        """Point an entry at this teacher; reload it when that changed anything.
+
+        An entry with an update listener reloads itself when its data changes.
+        """
+        if (
+            self.hass.config_entries.async_update_entry(
+                entry, data={**entry.data, **teacher.as_data()}
+            )
+            and not entry.update_listeners
+        ):
+            self.hass.config_entries.async_schedule_reload(entry.entry_id)
+
+
+class CameraSubentryFlow(ConfigSubentryFlow):
+    """Add or edit one monitored camera."""
+
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
+        """Add a camera."""
+        return await self._async_step_camera("user", user_input)
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> SubentryFlowResult:
+        """Edit a camera."""
+        return await self._async_step_camera("reconfigure", user_input)
+
+    async def _async_step_camera(
+        self, step_id: str, user_input: dict[str, Any] | None
+    ) -> SubentryFlowResult:
+        """The camera, what triggers an analysis, and words about the scene for the prompt."""
+        entry = self._get_entry()
+        editing = self._get_reconfigure_subentry() if self.source == SOURCE_RECONFIGURE else None
+        errors: dict[str, str] = {}
+        placeholders = {
+            "min": str(MIN_SCAN_INTERVAL),
+            "max": str(MAX_SCENE_DESCRIPTION),
+        }
+        if user_input is not None:
+            camera = user_input[CONF_CAMERA_ENTITY]
+            try:
+                if _monitored_by_other(entry, camera, editing):
+                    if editing is None:
+                        return self.async_abort(reason="already_configured")
+                    raise FlowError("camera_already_monitored", CONF_CAMERA_ENTITY)
+                data = camera_data(self.hass, user_input)
+            except FlowError as err:
+                _form_error(errors, placeholders, err)
+            else:
+                title = entity_name(self.hass, camera)
+                if editing is None:
+                    return self.async_create_entry(title=title, data=data, unique_id=camera)
+                return self._async_update_and_abort(
+                    entry, editing, title=title, data=data, unique_id=camera
+                )
+        elif editing is not None:
+            user_input = {k: v for k, v in editing.data.items() if v is not None}
+        return self.async_show_form(
+            step_id=step_id,
+            data_schema=self.add_suggested_values_to_schema(CAMERA_SCHEMA, user_input),
+            errors=errors,
+            description_placeholders=placeholders,
+        )
+
+    @callback
+    def _async_update_and_abort(
+        self, entry: ConfigEntry, subentry: ConfigSubentry, **changes: Any
+    ) -> SubentryFlowResult:
+        """Save the edited camera and make the running entry use it.
+
+        An entry that reloads itself from an update listener picks the change up on its own (and
+        Home Assistant refuses a second reload from here); otherwise the flow reloads it.
+        """
+        if entry.update_listeners:
+            return self.async_update_and_abort(entry, subentry, **changes)
+        return self.async_update_reload_and_abort(entry, subentry, **changes)
+
+
+def _monitored_by_other(entry: ConfigEntry, camera: str, editing: ConfigSubentry | None) -> bool:
+    """Whether another camera subentry of the entry already monitors this camera."""
+    return any(
+        subentry.subentry_type == SUBENTRY_CAMERA
+        and subentry.data.get(CONF_CAMERA_ENTITY) == camera
+        and (editing is None or subentry.subentry_id != editing.subentry_id)
+        for subentry in entry.subentries.values()
+    )
+
+
+class VisionTutorOptionsFlow(OptionsFlowWithReload):
+    """Routing thresholds, the safety sensor's window and the resource limits."""
+
+    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """One form in three sections; a bad combination keeps everything the user entered."""
+        errors: dict[str, str] = {}
+        placeholders: dict[str, str] = {}
+        if user_input is not None:
+            try:
+                options = options_from_form(user_input)
+            except FlowError as err:
+                _form_error(errors, placeholders, err)
+            else:
+                # An entry that reloads itself from an update listener must not be reloaded
+                # here as well (Home Assistant refuses that combination).
+                self.automatic_reload = not self.config_entry.update_listeners
+                return self.async_create_entry(data=options)
+        suggested: Mapping[str, Any] = user_input or options_to_form(self.config_entry.options)
+        return self.async_show_form(
+            step_id="init",
+            data_schema=self.add_suggested_values_to_schema(OPTIONS_SCHEMA, suggested),
+            errors=errors,
+            description_placeholders=placeholders,
         )
