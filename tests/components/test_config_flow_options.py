@@ -1,0 +1,207 @@
+"""The options flow: routing thresholds, the safety sensor's window and the resource limits."""
+
+from __future__ import annotations
+
+from typing import Any
+from unittest.mock import AsyncMock
+
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType, InvalidData
+
+from custom_components.vision_tutor.const import (
+    CONF_STUDENT_MODEL,
+    CONF_STUDENT_URL,
+    CONF_TEACHER_MODE,
+    DOMAIN,
+    TEACHER_MODE_NONE,
+)
+
+from .test_config_flow_helpers import (
+    SetupCalls,
+    flow_translations_fixture,  # noqa: F401  (fixture)
+    no_entry_setup_fixture,  # noqa: F401  (fixture)
+)
+
+DEFAULT_FORM = {
+    "routing": {
+        "min_confidence": 0.72,
+        "safety_keywords": ["fire", "smoke", "weapon", "fall", "intrusion", "blood"],
+        "audit_rate": 150,
+        "teacher_queue_limit": 20,
+    },
+    "safety_sensor": {
+        "window_size": 5,
+        "window_trigger": 2,
+        "clean_to_clear": 3,
+        "dismissal_clears": True,
+    },
+    "performance": {
+        "change_sensitivity": 0.5,
+        "student_timeout": 3.0,
+        "max_concurrent": 4,
+        "frame_width": 768,
+    },
+}
+
+
+@pytest.fixture(autouse=True)
+def _checked(flow_translations: None, no_entry_setup: SetupCalls) -> None:
+    """Every test checks its flow's translations; entries load without coordinators."""
+
+
+@pytest.fixture
+async def entry(hass: HomeAssistant) -> MockConfigEntry:
+    """A loaded entry made before options existed: it has none stored."""
+    config_entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id="http://127.0.0.1:11434",
+        data={
+            CONF_STUDENT_URL: "http://127.0.0.1:11434",
+            CONF_STUDENT_MODEL: "gemma4:e2b",
+            CONF_TEACHER_MODE: TEACHER_MODE_NONE,
+        },
+    )
+    config_entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(config_entry.entry_id)
+    await hass.async_block_till_done()
+    return config_entry
+
+
+def form(**changes: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The default form with some sections' fields changed."""
+    return {
+        name: {**fields, **changes.get(name, {})}
+        for name, fields in DEFAULT_FORM.items()
+        if isinstance(fields, dict)
+    }
+
+
+def suggested(result: Any) -> dict[str, dict[str, Any]]:
+    """What the form shows in each section."""
+    shown: dict[str, dict[str, Any]] = {}
+    for marker, value in result["data_schema"].schema.items():
+        shown[marker.schema] = {
+            field.schema: field.description["suggested_value"] for field in value.schema.schema
+        }
+    return shown
+
+
+async def test_options_start_from_the_defaults(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "init"
+    assert result["errors"] == {}
+    assert suggested(result) == DEFAULT_FORM
+
+
+async def test_options_saved_flat_and_cleaned(
+    hass: HomeAssistant, entry: MockConfigEntry, no_entry_setup: SetupCalls
+) -> None:
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        form(
+            routing={
+                "min_confidence": 0.8,
+                "safety_keywords": ["fire", " Gas Leak ", "FIRE", "smoke"],
+                "audit_rate": 0,
+                "teacher_queue_limit": 50.0,
+            },
+            safety_sensor={"window_size": 7.0, "window_trigger": 3.0, "dismissal_clears": False},
+            performance={"student_timeout": 5.5, "max_concurrent": 2.0, "frame_width": 1024.0},
+        ),
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    expected = {
+        "min_confidence": 0.8,
+        "safety_keywords": ["fire", "gas leak", "smoke"],
+        "audit_rate": 0,
+        "teacher_queue_limit": 50,
+        "window_size": 7,
+        "window_trigger": 3,
+        "clean_to_clear": 3,
+        "dismissal_clears": False,
+        "change_sensitivity": 0.5,
+        "student_timeout": 5.5,
+        "max_concurrent": 2,
+        "frame_width": 1024,
+    }
+    assert dict(entry.options) == expected
+    assert all(type(entry.options[key]) is int for key in ("window_size", "frame_width"))
+    # No update listener here: the options flow reloads the entry itself.
+    await hass.async_block_till_done()
+    assert no_entry_setup.setup.await_count == 2
+
+    # Opening the options again shows what was saved.
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    assert suggested(result)["routing"]["safety_keywords"] == ["fire", "gas leak", "smoke"]
+    assert suggested(result)["safety_sensor"]["window_size"] == 7
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "placeholders"),
+    [
+        (
+            {"safety_sensor": {"window_size": 3, "window_trigger": 4}},
+            "window_trigger_too_large",
+            {"trigger": "4", "size": "3"},
+        ),
+        ({"routing": {"safety_keywords": []}}, "no_safety_keywords", {}),
+        (
+            {"routing": {"safety_keywords": ["fire", "<script>"]}},
+            "invalid_safety_keyword",
+            {"keyword": "<script>"},
+        ),
+    ],
+)
+async def test_options_errors_keep_everything_entered(
+    hass: HomeAssistant,
+    entry: MockConfigEntry,
+    changes: dict[str, dict[str, Any]],
+    error: str,
+    placeholders: dict[str, str],
+) -> None:
+    entered = form(performance={"frame_width": 512, "max_concurrent": 1}, **changes)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(result["flow_id"], entered)
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": error}
+    assert result["description_placeholders"] == placeholders
+    assert suggested(result) == entered
+    assert dict(entry.options) == {}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"routing": {"min_confidence": 1.5}},
+        {"performance": {"frame_width": 4096}},
+        {"performance": {"max_concurrent": 0}},
+        {"safety_sensor": {"window_size": 0}},
+    ],
+)
+async def test_options_out_of_range_refused_by_the_form(
+    hass: HomeAssistant, entry: MockConfigEntry, changes: dict[str, dict[str, Any]]
+) -> None:
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    with pytest.raises(InvalidData):
+        await hass.config_entries.options.async_configure(result["flow_id"], form(**changes))
+
+
+async def test_options_of_an_entry_that_reloads_itself(
+    hass: HomeAssistant, entry: MockConfigEntry, no_entry_setup: SetupCalls
+) -> None:
+    listener = AsyncMock()
+    entry.add_update_listener(listener)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], form(routing={"min_confidence": 0.6})
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert entry.options["min_confidence"] == 0.6
+    assert listener.await_count == 1
+    assert no_entry_setup.setup.await_count == 1
