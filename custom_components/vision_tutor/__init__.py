@@ -2,44 +2,147 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import ollama
+import asyncio
+from dataclasses import dataclass, field
 
 from homeassistant.config_entries import ConfigEntry
+from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
-from homeassistant.exceptions import ConfigEntryNotReady
+from homeassistant.helpers import device_registry as dr
 
-from .const import CONF_STUDENT_URL, DOMAIN
-from .ollama_client import CannotConnect, async_list_models, create_client
+from .const import (
+    CONF_AUDIT_RATE,
+    CONF_CHANGE_SENSITIVITY,
+    CONF_CLEAN_TO_CLEAR,
+    CONF_FRAME_WIDTH,
+    CONF_MAX_CONCURRENT,
+    CONF_MIN_CONFIDENCE,
+    CONF_QUEUE_LIMIT,
+    CONF_SAFETY_KEYWORDS,
+    CONF_STUDENT_MODEL,
+    CONF_STUDENT_TIMEOUT,
+    CONF_STUDENT_URL,
+    CONF_WINDOW_SIZE,
+    CONF_WINDOW_TRIGGER,
+    DEFAULT_AUDIT_RATE,
+    DEFAULT_CHANGE_SENSITIVITY,
+    DEFAULT_CLEAN_TO_CLEAR,
+    DEFAULT_FRAME_WIDTH,
+    DEFAULT_MAX_CONCURRENT,
+    DEFAULT_MIN_CONFIDENCE,
+    DEFAULT_QUEUE_LIMIT,
+    DEFAULT_SAFETY_KEYWORDS,
+    DEFAULT_STUDENT_TIMEOUT,
+    DEFAULT_WINDOW_SIZE,
+    DEFAULT_WINDOW_TRIGGER,
+    DOMAIN,
+    STUDENT_KEEP_ALIVE,
+    STUDENT_TEMPERATURE,
+    SUBENTRY_CAMERA,
+)
+from .coordinator import ActivePrompt, CameraCoordinator, EscalationLog, HostCoordinator
+from .ollama_client import create_client
+from .pipeline import PipelineSettings, StudentClient
+from .routing import RoutingPolicy
+from .temporal import WindowConfig
+
+PLATFORMS = [Platform.BINARY_SENSOR, Platform.EVENT, Platform.SENSOR]
 
 
 @dataclass(slots=True)
 class VisionTutorData:
     """What a loaded config entry holds."""
 
-    student: ollama.AsyncClient
-    models: list[str]
+    host: HostCoordinator
+    student: StudentClient
+    hub_device_id: str
+    """The hub device (the student host); each camera's device hangs off it."""
+    cameras: dict[str, CameraCoordinator] = field(default_factory=dict)
+    """Camera coordinators by config subentry id."""
+    escalations: EscalationLog = field(default_factory=EscalationLog)
+    prompt: ActivePrompt = field(default_factory=ActivePrompt)
 
 
 type VisionTutorConfigEntry = ConfigEntry[VisionTutorData]
 
 
+def pipeline_settings(entry: VisionTutorConfigEntry) -> PipelineSettings:
+    """The routing policy and temporal window from the entry's options."""
+    options = entry.options
+    return PipelineSettings(
+        policy=RoutingPolicy(
+            min_confidence=options.get(CONF_MIN_CONFIDENCE, DEFAULT_MIN_CONFIDENCE),
+            safety_keywords=tuple(options.get(CONF_SAFETY_KEYWORDS, DEFAULT_SAFETY_KEYWORDS)),
+            audit_rate=int(options.get(CONF_AUDIT_RATE, DEFAULT_AUDIT_RATE)),
+            queue_limit=int(options.get(CONF_QUEUE_LIMIT, DEFAULT_QUEUE_LIMIT)),
+        ),
+        window=WindowConfig(
+            size=int(options.get(CONF_WINDOW_SIZE, DEFAULT_WINDOW_SIZE)),
+            flagged_to_trigger=int(options.get(CONF_WINDOW_TRIGGER, DEFAULT_WINDOW_TRIGGER)),
+            clean_to_clear=int(options.get(CONF_CLEAN_TO_CLEAR, DEFAULT_CLEAN_TO_CLEAR)),
+        ),
+        change_sensitivity=float(options.get(CONF_CHANGE_SENSITIVITY, DEFAULT_CHANGE_SENSITIVITY)),
+    )
+
+
 async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) -> bool:
-    """Connect to the student host."""
-    student = create_client(entry.data[CONF_STUDENT_URL])
-    try:
-        models = await async_list_models(student)
-    except CannotConnect as err:
-        raise ConfigEntryNotReady(
-            translation_domain=DOMAIN,
-            translation_key="student_unreachable",
-            translation_placeholders={"url": entry.data[CONF_STUDENT_URL], "error": str(err)},
-        ) from err
-    entry.runtime_data = VisionTutorData(student=student, models=models)
+    """Connect to the student host and start one coordinator per camera."""
+    client = create_client(entry.data[CONF_STUDENT_URL])
+    host = HostCoordinator(hass, entry, client)
+    # The entry is the host: if it does not answer, retry the whole entry later.
+    await host.async_config_entry_first_refresh()
+
+    options = entry.options
+    student = StudentClient(
+        client,
+        entry.data[CONF_STUDENT_MODEL],
+        timeout=float(options.get(CONF_STUDENT_TIMEOUT, DEFAULT_STUDENT_TIMEOUT)),
+        semaphore=asyncio.Semaphore(int(options.get(CONF_MAX_CONCURRENT, DEFAULT_MAX_CONCURRENT))),
+        temperature=STUDENT_TEMPERATURE,
+        keep_alive=STUDENT_KEEP_ALIVE,
+    )
+    hub = dr.async_get(hass).async_get_or_create(
+        config_entry_id=entry.entry_id,
+        identifiers={(DOMAIN, entry.entry_id)},
+        name=entry.title,
+        manufacturer="Vision Tutor",
+        model=f"Student {entry.data[CONF_STUDENT_MODEL]}",
+        configuration_url=entry.data[CONF_STUDENT_URL],
+    )
+    data = VisionTutorData(host=host, student=student, hub_device_id=hub.id)
+    settings = pipeline_settings(entry)
+    frame_width = int(options.get(CONF_FRAME_WIDTH, DEFAULT_FRAME_WIDTH))
+    for subentry in entry.subentries.values():
+        if subentry.subentry_type != SUBENTRY_CAMERA:
+            continue
+        data.cameras[subentry.subentry_id] = CameraCoordinator(
+            hass,
+            entry,
+            subentry,
+            student=student,
+            settings=settings,
+            frame_width=frame_width,
+            prompt=data.prompt,
+            escalations=data.escalations,
+            host=host,
+        )
+    entry.runtime_data = data
+
+    # A camera that is down at start must not hold up the others: no first-refresh raise.
+    await asyncio.gather(*(camera.async_refresh() for camera in data.cameras.values()))
+    for camera in data.cameras.values():
+        camera.async_start_motion_trigger()
+
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    entry.async_on_unload(entry.add_update_listener(_async_reload_on_change))
     return True
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) -> bool:
-    """Nothing to tear down yet: no platforms, no background tasks."""
-    return True
+    """Stop the coordinators (their listeners are bound to the entry) and the platforms."""
+    return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+
+
+async def _async_reload_on_change(hass: HomeAssistant, entry: VisionTutorConfigEntry) -> None:
+    """Options, hosts or the camera list changed: rebuild everything from the entry."""
+    hass.config_entries.async_schedule_reload(entry.entry_id)

@@ -64,3 +64,7 @@ CONNECT_TIMEOUT: Final = 10
 # Ollama: how long the student stays loaded between frames, and its sampling temperature.
 STUDENT_KEEP_ALIVE: Final = "10m"
 STUDENT_TEMPERATURE: Final = 0.3
+
+# Bus events automations can trigger on.
+EVENT_ESCALATION: Final = "vision_tutor_escalation"
+EVENT_SAFETY: Final = "vision_tutor_safety"

@@ -139,11 +139,19 @@ class CameraPipeline:
         self._pattern = keyword_pattern(settings.policy.safety_keywords)
         self._rng = rng
         self._last_frame: PreparedFrame | None = None
+        self._keep_watching = True
 
     def should_analyse(self, frame: PreparedFrame) -> bool:
-        """The change gate: False when the scene looks like the last analysed frame."""
-        previous = self._last_frame.thumbnail if self._last_frame else None
-        return frame_changed(previous, frame.thumbnail, self.settings.change_sensitivity)
+        """The change gate: False when the scene looks like the last analysed frame.
+
+        While the last answer was flagged or unreadable, or the safety sensor is on, every frame
+        is analysed: a still hazard must build up (or clear) the window like a moving one.
+        """
+        if self._keep_watching or self._last_frame is None:
+            return True
+        return frame_changed(
+            self._last_frame.thumbnail, frame.thumbnail, self.settings.change_sensitivity
+        )
 
     async def analyse(
         self,
@@ -181,6 +189,7 @@ class CameraPipeline:
             else None
         )
         safety = self.window.add_frame(flags, now)
+        self._keep_watching = flags is None or bool(flags) or safety.on
         return Analysis(
             result=result,
             decision=decision,

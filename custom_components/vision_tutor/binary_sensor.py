@@ -1,0 +1,105 @@
+"""Binary sensors: each camera's safety state, and whether the student host answers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, override
+
+from homeassistant.components.binary_sensor import (
+    BinarySensorDeviceClass,
+    BinarySensorEntity,
+    BinarySensorEntityDescription,
+)
+from homeassistant.const import EntityCategory
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from . import VisionTutorConfigEntry
+from .coordinator import CameraState, HostCoordinator
+from .entity import CameraEntity, HostEntity
+
+PARALLEL_UPDATES = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class SafetyBinarySensorEntityDescription(BinarySensorEntityDescription):
+    """The safety sensor: on while a hazard persists or the teacher confirmed one."""
+
+    value_fn: Callable[[CameraState], bool | None]
+    attributes_fn: Callable[[CameraState], Mapping[str, Any]]
+
+
+def _safety_attributes(state: CameraState) -> Mapping[str, Any]:
+    if state.analysis is None:
+        return {"flags": [], "confirmed_by_teacher": False, "since": None}
+    safety = state.analysis.safety
+    return {
+        "flags": list(safety.flags),
+        "confirmed_by_teacher": safety.confirmed_by_teacher,
+        "since": safety.since,
+    }
+
+
+SAFETY = SafetyBinarySensorEntityDescription(
+    key="safety",
+    translation_key="safety",
+    device_class=BinarySensorDeviceClass.SAFETY,
+    value_fn=lambda state: state.analysis.safety.on if state.analysis else None,
+    attributes_fn=_safety_attributes,
+)
+
+STUDENT_CONNECTIVITY = BinarySensorEntityDescription(
+    key="student_connectivity",
+    translation_key="student_connectivity",
+    device_class=BinarySensorDeviceClass.CONNECTIVITY,
+    entity_category=EntityCategory.DIAGNOSTIC,
+)
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: VisionTutorConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Add the host's connectivity sensor and a safety sensor per camera."""
+    data = entry.runtime_data
+    async_add_entities([StudentConnectivitySensor(data.host, STUDENT_CONNECTIVITY)])
+    for subentry_id, camera in data.cameras.items():
+        async_add_entities([SafetySensor(camera, SAFETY)], config_subentry_id=subentry_id)
+
+
+class SafetySensor(CameraEntity, BinarySensorEntity):
+    """A camera's safety state."""
+
+    entity_description: SafetyBinarySensorEntityDescription
+
+    @property
+    @override
+    def is_on(self) -> bool | None:
+        return self.entity_description.value_fn(self.coordinator.data)
+
+    @property
+    @override
+    def extra_state_attributes(self) -> Mapping[str, Any]:
+        return self.entity_description.attributes_fn(self.coordinator.data)
+
+
+class StudentConnectivitySensor(HostEntity, BinarySensorEntity):
+    """Whether the student host answered its last poll."""
+
+    def __init__(
+        self, coordinator: HostCoordinator, description: BinarySensorEntityDescription
+    ) -> None:
+        super().__init__(coordinator, description)
+
+    @property
+    @override
+    def available(self) -> bool:
+        # A connectivity sensor reports "off" when the host is down instead of vanishing.
+        return True
+
+    @property
+    @override
+    def is_on(self) -> bool:
+        return self.coordinator.last_update_success

@@ -1,0 +1,363 @@
+"""Coordinators: one per camera (frame -> student -> policy -> state) and one for the host."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+import logging
+import random
+from typing import TYPE_CHECKING, Any, Literal
+
+import ollama
+
+from homeassistant.components.camera import async_get_image
+from homeassistant.config_entries import ConfigSubentry
+from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers.event import async_track_state_change_event
+from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
+from homeassistant.util import dt as dt_util
+
+from .const import (
+    CONF_CAMERA_ENTITY,
+    CONF_MOTION_ENTITY,
+    CONF_SCAN_INTERVAL,
+    CONF_SCENE_DESCRIPTION,
+    CONF_STUDENT_MODEL,
+    CONF_STUDENT_URL,
+    CONNECT_TIMEOUT,
+    DOMAIN,
+    EVENT_ESCALATION,
+    EVENT_SAFETY,
+)
+from .frames import BadFrame, PreparedFrame, prepare_frame
+from .pipeline import Analysis, CameraPipeline, PipelineSettings, StudentClient, StudentUnavailable
+from .prompts import BUILTIN_PROMPT_VERSION, STUDENT_SYSTEM_PROMPT, student_system_prompt
+from .routing import EscalationReason
+
+if TYPE_CHECKING:
+    from . import VisionTutorConfigEntry
+
+_LOGGER = logging.getLogger(__name__)
+
+HUB_POLL_INTERVAL = timedelta(seconds=60)
+UNREACHABLE_REPAIR_AFTER = timedelta(minutes=10)
+"""How long the student host may be down before a repair issue says so."""
+
+type SafetyEventType = Literal[
+    "hazard_detected", "hazard_cleared", "teacher_confirmed", "teacher_dismissed"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SafetyEvent:
+    """A change of a camera's safety state, for the event entity and automations."""
+
+    type: SafetyEventType
+    flags: tuple[str, ...]
+    confidence: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class CameraState:
+    """What a camera's entities show."""
+
+    analysis: Analysis | None = None
+    """The latest analysed frame (kept while unchanged frames are skipped)."""
+    last_checked: datetime | None = None
+    """When a frame was last grabbed, analysed or not."""
+    escalated: bool = False
+    teacher_unavailable: bool = False
+    """The latest escalation could not be sent: no teacher is configured or it is down."""
+    events: tuple[SafetyEvent, ...] = ()
+    """Safety changes produced by the latest analysis, fired once each."""
+    sequence: int = 0
+    """Counts analyses, so entities fire each event once."""
+
+
+@dataclass(slots=True)
+class ActivePrompt:
+    """The student's system prompt in use and its version."""
+
+    text: str = STUDENT_SYSTEM_PROMPT
+    version: str = BUILTIN_PROMPT_VERSION
+
+
+@dataclass(slots=True)
+class EscalationLog:
+    """Escalations across the host's cameras, for the per-hour sensor."""
+
+    times: deque[datetime] = field(default_factory=deque)
+
+    def record(self, at: datetime) -> None:
+        """Count one escalation."""
+        self.times.append(at)
+
+    def last_hour(self, now: datetime) -> int:
+        """Escalations in the hour up to `now`."""
+        while self.times and self.times[0] <= now - timedelta(hours=1):
+            self.times.popleft()
+        return len(self.times)
+
+
+@dataclass(frozen=True, slots=True)
+class HostState:
+    """The student host as the hub device shows it."""
+
+    models: tuple[str, ...]
+    model_present: bool
+
+
+class HostCoordinator(DataUpdateCoordinator[HostState]):
+    """Polls the student host: connectivity, and whether the student model is still there."""
+
+    config_entry: VisionTutorConfigEntry
+
+    def __init__(
+        self, hass: HomeAssistant, entry: VisionTutorConfigEntry, client: ollama.AsyncClient
+    ) -> None:
+        super().__init__(
+            hass,
+            _LOGGER,
+            config_entry=entry,
+            name=f"{DOMAIN} host {entry.data[CONF_STUDENT_URL]}",
+            update_interval=HUB_POLL_INTERVAL,
+        )
+        self.client = client
+        self._down_since: datetime | None = None
+
+    async def _async_update_data(self) -> HostState:
+        url = self.config_entry.data[CONF_STUDENT_URL]
+        model = self.config_entry.data[CONF_STUDENT_MODEL]
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                tags = await self.client.list()
+        except (TimeoutError, ConnectionError, ollama.ResponseError, OSError) as err:
+            now = dt_util.utcnow()
+            self._down_since = self._down_since or now
+            if now - self._down_since >= UNREACHABLE_REPAIR_AFTER:
+                self._issue("student_unreachable", {"url": url})
+            raise UpdateFailed(
+                translation_domain=DOMAIN,
+                translation_key="student_unreachable",
+                translation_placeholders={"url": url, "error": str(err) or type(err).__name__},
+            ) from err
+        self._down_since = None
+        ir.async_delete_issue(self.hass, DOMAIN, self._issue_id("student_unreachable"))
+        models = tuple(m.model for m in tags.models if m.model)
+        present = any(_same_model(listed, model) for listed in models)
+        if present:
+            ir.async_delete_issue(self.hass, DOMAIN, self._issue_id("model_missing"))
+        else:
+            self._issue("model_missing", {"url": url, "model": model})
+        return HostState(models=models, model_present=present)
+
+    def report_model_missing(self) -> None:
+        """A chat answered 404: say so now rather than at the next poll."""
+        data = self.config_entry.data
+        self._issue(
+            "model_missing", {"url": data[CONF_STUDENT_URL], "model": data[CONF_STUDENT_MODEL]}
+        )
+
+    def _issue_id(self, key: str) -> str:
+        return f"{key}_{self.config_entry.entry_id}"
+
+    def _issue(self, key: str, placeholders: dict[str, str]) -> None:
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            self._issue_id(key),
+            is_fixable=False,
+            severity=ir.IssueSeverity.ERROR,
+            translation_key=key,
+            translation_placeholders=placeholders,
+        )
+
+
+def _same_model(listed: str, wanted: str) -> bool:
+    """Ollama lists "name:latest" for a model pulled as "name"."""
+    return listed == wanted or listed.removesuffix(":latest") == wanted.removesuffix(":latest")
+
+
+class CameraCoordinator(DataUpdateCoordinator[CameraState]):
+    """Analyses one camera's frames on an interval, on motion, or on request."""
+
+    config_entry: VisionTutorConfigEntry
+
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry: VisionTutorConfigEntry,
+        subentry: ConfigSubentry,
+        *,
+        student: StudentClient,
+        settings: PipelineSettings,
+        frame_width: int,
+        prompt: ActivePrompt,
+        escalations: EscalationLog,
+        host: HostCoordinator,
+    ) -> None:
+        interval = int(subentry.data.get(CONF_SCAN_INTERVAL) or 0)
+        super().__init__(
+            hass,
+            _LOGGER,
+            config_entry=entry,
+            name=f"{DOMAIN} {subentry.data[CONF_CAMERA_ENTITY]}",
+            update_interval=timedelta(seconds=interval) if interval > 0 else None,
+        )
+        self.subentry = subentry
+        self.camera_entity: str = subentry.data[CONF_CAMERA_ENTITY]
+        self.motion_entity: str | None = subentry.data.get(CONF_MOTION_ENTITY) or None
+        self.scene_description: str | None = subentry.data.get(CONF_SCENE_DESCRIPTION) or None
+        self.pipeline = CameraPipeline(
+            student, settings, rng=random.Random(f"{entry.entry_id}/{subentry.subentry_id}")
+        )
+        self.frame_width = frame_width
+        self.prompt = prompt
+        self.escalations = escalations
+        self.host = host
+        self._lock = asyncio.Lock()
+        self.data = CameraState()
+
+    @callback
+    def async_start_motion_trigger(self) -> None:
+        """Analyse as soon as the motion sensor turns on (if one is configured)."""
+        if self.motion_entity is None:
+            return
+        self.config_entry.async_on_unload(
+            async_track_state_change_event(self.hass, self.motion_entity, self._motion_changed)
+        )
+
+    @callback
+    def _motion_changed(self, event: Event[EventStateChangedData]) -> None:
+        new, old = event.data["new_state"], event.data["old_state"]
+        if new is None or new.state != "on" or (old is not None and old.state == "on"):
+            return
+        self.config_entry.async_create_background_task(
+            self.hass, self._analyse_on_motion(), f"{DOMAIN} motion {self.camera_entity}"
+        )
+
+    async def _analyse_on_motion(self) -> None:
+        try:
+            await self.async_analyse_now()
+        except HomeAssistantError as err:
+            _LOGGER.debug("Motion-triggered analysis of %s failed: %s", self.camera_entity, err)
+
+    async def _async_update_data(self) -> CameraState:
+        return await self._run(force=False)
+
+    async def async_analyse_now(self, *, force_teacher: bool = False) -> Analysis:
+        """Analyse the current frame now, past the change gate; for actions and motion."""
+        try:
+            state = await self._run(force=True, force_teacher=force_teacher)
+        except UpdateFailed as err:
+            self.async_set_update_error(err)
+            raise HomeAssistantError(
+                translation_domain=err.translation_domain,
+                translation_key=err.translation_key,
+                translation_placeholders=err.translation_placeholders,
+            ) from err
+        self.async_set_updated_data(state)
+        assert state.analysis is not None
+        return state.analysis
+
+    async def _run(self, *, force: bool, force_teacher: bool = False) -> CameraState:
+        async with self._lock:
+            now = dt_util.utcnow()
+            frame = await self._grab_frame()
+            previous = self.data
+            if not force and not self.pipeline.should_analyse(frame):
+                return replace(previous, last_checked=now, events=())
+            prompt = student_system_prompt(self.prompt.text, self.scene_description)
+            try:
+                analysis = await self.pipeline.analyse(
+                    frame, system_prompt=prompt, prompt_version=self.prompt.version, now=now
+                )
+            except StudentUnavailable as err:
+                if err.reason == "model_missing":
+                    self.host.report_model_missing()
+                raise UpdateFailed(
+                    translation_domain=DOMAIN,
+                    translation_key=f"student_{err.reason}",
+                    translation_placeholders={
+                        "url": self.config_entry.data[CONF_STUDENT_URL],
+                        "model": self.config_entry.data[CONF_STUDENT_MODEL],
+                        "error": str(err),
+                    },
+                ) from err
+            if force_teacher and not analysis.decision.escalate:
+                analysis = replace(
+                    analysis,
+                    decision=replace(
+                        analysis.decision,
+                        escalate=True,
+                        shed=False,
+                        reason=analysis.decision.reason or EscalationReason.AUDIT,
+                        detail=f"requested by an action; {analysis.decision.detail}",
+                    ),
+                )
+            events = _safety_events(previous.analysis, analysis)
+            if analysis.decision.escalate:
+                self._escalate(analysis, now)
+            for event in events:
+                self.hass.bus.async_fire(
+                    EVENT_SAFETY,
+                    {
+                        "camera": self.camera_entity,
+                        "type": event.type,
+                        "flags": list(event.flags),
+                        "confidence": event.confidence,
+                    },
+                )
+            return CameraState(
+                analysis=analysis,
+                last_checked=now,
+                escalated=analysis.decision.escalate,
+                teacher_unavailable=analysis.decision.escalate,
+                events=events,
+                sequence=previous.sequence + 1,
+            )
+
+    async def _grab_frame(self) -> PreparedFrame:
+        try:
+            image = await async_get_image(self.hass, self.camera_entity, width=self.frame_width)
+            return await self.hass.async_add_executor_job(
+                prepare_frame, image.content, self.frame_width
+            )
+        except (HomeAssistantError, BadFrame) as err:
+            raise UpdateFailed(
+                translation_domain=DOMAIN,
+                translation_key="camera_unavailable",
+                translation_placeholders={"camera": self.camera_entity, "error": str(err)},
+            ) from err
+
+    def _escalate(self, analysis: Analysis, now: datetime) -> None:
+        """Hand the frame to the teacher without waiting; with no teacher, record it."""
+        self.escalations.record(now)
+        decision = analysis.decision
+        observation = analysis.observation
+        data: dict[str, Any] = {
+            "camera": self.camera_entity,
+            "reason": str(decision.reason),
+            "detail": decision.detail,
+            "priority": decision.priority,
+            "flags": list(
+                decision.safety_hits or (observation.safety_flags if observation else ())
+            ),
+            "confidence": decision.effective_confidence,
+            "teacher": "unavailable",
+        }
+        self.hass.bus.async_fire(EVENT_ESCALATION, data)
+
+
+def _safety_events(previous: Analysis | None, current: Analysis) -> tuple[SafetyEvent, ...]:
+    was_on = previous is not None and previous.safety.on
+    confidence = current.decision.effective_confidence
+    if current.safety.on and not was_on:
+        return (SafetyEvent("hazard_detected", current.safety.flags, confidence),)
+    if was_on and not current.safety.on:
+        return (SafetyEvent("hazard_cleared", (), confidence),)
+    return ()

@@ -1,0 +1,198 @@
+"""Sensors: what each camera sees and how sure the student is; escalations and prompt version."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, override
+
+from homeassistant.components.sensor import (
+    RestoreSensor,
+    SensorEntity,
+    SensorEntityDescription,
+    SensorStateClass,
+)
+from homeassistant.const import PERCENTAGE, EntityCategory
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.util import dt as dt_util
+
+from . import VisionTutorConfigEntry, VisionTutorData
+from .coordinator import CameraCoordinator, CameraState
+from .entity import CameraEntity, HostEntity
+
+# Coordinators do the fetching; entities only read their data.
+PARALLEL_UPDATES = 0
+
+STATE_MAX_CHARS = 255
+
+
+@dataclass(frozen=True, kw_only=True)
+class CameraSensorEntityDescription(SensorEntityDescription):
+    """A camera sensor: its value and attributes from the camera's state."""
+
+    value_fn: Callable[[CameraState], str | float | None]
+    attributes_fn: Callable[[CameraState], Mapping[str, Any]] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class HostSensorEntityDescription(SensorEntityDescription):
+    """A hub sensor: its value from the entry's runtime data."""
+
+    value_fn: Callable[[VisionTutorData], str | int | None]
+
+
+def _summary(state: CameraState) -> str | None:
+    analysis = state.analysis
+    if analysis is None:
+        return None
+    if (observation := analysis.observation) is None:
+        # Never a blank or "clear" state for an answer nobody could read.
+        return "Student error: the answer could not be read"
+    return observation.summary[:STATE_MAX_CHARS]
+
+
+def _observation_attributes(state: CameraState) -> Mapping[str, Any]:
+    analysis = state.analysis
+    if analysis is None:
+        return {"last_checked": state.last_checked}
+    observation = analysis.observation
+    decision = analysis.decision
+    return {
+        "observations": list(observation.observations) if observation else [],
+        "safety_flags": list(observation.safety_flags) if observation else [],
+        "confidence": observation.confidence if observation else None,
+        "effective_confidence": decision.effective_confidence,
+        "source": analysis.source,
+        "escalated": decision.escalate,
+        "escalation_reason": str(decision.reason) if decision.reason else None,
+        "escalation_detail": decision.detail,
+        "teacher_unavailable": state.teacher_unavailable,
+        "student_error": None if observation else getattr(analysis.result, "reason", None),
+        "prompt_version": analysis.prompt_version,
+        "model": analysis.model,
+        "latency_ms": round(analysis.latency_ms),
+        "analysed_at": analysis.analysed_at,
+        "last_checked": state.last_checked,
+    }
+
+
+def _confidence_percent(state: CameraState) -> float | None:
+    if state.analysis is None or state.analysis.decision.effective_confidence is None:
+        return None
+    return round(state.analysis.decision.effective_confidence * 100, 1)
+
+
+CAMERA_SENSORS: tuple[CameraSensorEntityDescription, ...] = (
+    CameraSensorEntityDescription(
+        key="observation",
+        translation_key="observation",
+        value_fn=_summary,
+        attributes_fn=_observation_attributes,
+    ),
+    CameraSensorEntityDescription(
+        key="confidence",
+        translation_key="confidence",
+        native_unit_of_measurement=PERCENTAGE,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=0,
+        value_fn=_confidence_percent,
+    ),
+)
+
+HOST_SENSORS: tuple[HostSensorEntityDescription, ...] = (
+    HostSensorEntityDescription(
+        key="escalations_per_hour",
+        translation_key="escalations_per_hour",
+        native_unit_of_measurement="escalations/h",
+        state_class=SensorStateClass.MEASUREMENT,
+        value_fn=lambda data: data.escalations.last_hour(dt_util.utcnow()),
+    ),
+    HostSensorEntityDescription(
+        key="active_prompt_version",
+        translation_key="active_prompt_version",
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=lambda data: data.prompt.version,
+    ),
+)
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: VisionTutorConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Add the hub's sensors, and each camera's under its subentry."""
+    data = entry.runtime_data
+    async_add_entities(HostSensor(data, description) for description in HOST_SENSORS)
+    for subentry_id, camera in data.cameras.items():
+        async_add_entities(
+            (CameraSensor(camera, description) for description in CAMERA_SENSORS),
+            config_subentry_id=subentry_id,
+        )
+
+
+class CameraSensor(CameraEntity, RestoreSensor):
+    """A camera's observation or confidence; restored after a restart until the next frame."""
+
+    entity_description: CameraSensorEntityDescription
+
+    def __init__(
+        self, coordinator: CameraCoordinator, description: CameraSensorEntityDescription
+    ) -> None:
+        super().__init__(coordinator, description)
+        self._restored_value: str | float | None = None
+        self._restored_attributes: Mapping[str, Any] = {}
+
+    @override
+    async def async_added_to_hass(self) -> None:
+        await super().async_added_to_hass()
+        if self.coordinator.data.analysis is not None:
+            return
+        if (last := await self.async_get_last_sensor_data()) is not None:
+            value = last.native_value
+            self._restored_value = value if isinstance(value, str | int | float) else None
+        if (state := await self.async_get_last_state()) is not None and self.attributes_restorable:
+            self._restored_attributes = dict(state.attributes)
+
+    @property
+    def attributes_restorable(self) -> bool:
+        """Only the observation's attributes are worth restoring."""
+        return self.entity_description.attributes_fn is not None
+
+    @property
+    @override
+    def native_value(self) -> str | float | None:
+        if self.coordinator.data.analysis is None:
+            return self._restored_value
+        return self.entity_description.value_fn(self.coordinator.data)
+
+    @property
+    @override
+    def extra_state_attributes(self) -> Mapping[str, Any] | None:
+        if (attributes_fn := self.entity_description.attributes_fn) is None:
+            return None
+        if self.coordinator.data.analysis is None and self._restored_attributes:
+            return {**self._restored_attributes, "restored": True}
+        return attributes_fn(self.coordinator.data)
+
+
+class HostSensor(HostEntity, SensorEntity):
+    """A hub sensor over all of the host's cameras."""
+
+    entity_description: HostSensorEntityDescription
+
+    def __init__(self, data: VisionTutorData, description: HostSensorEntityDescription) -> None:
+        super().__init__(data.host, description)
+        self._data = data
+
+    @property
+    @override
+    def available(self) -> bool:
+        # Counting escalations and naming the prompt does not need the host to answer.
+        return True
+
+    @property
+    @override
+    def native_value(self) -> str | int | None:
+        return self.entity_description.value_fn(self._data)
