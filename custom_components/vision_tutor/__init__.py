@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import config_validation as cv, device_registry as dr
+from homeassistant.helpers.typing import ConfigType
 
 from .const import (
     CONF_AUDIT_RATE,
@@ -44,9 +45,11 @@ from .coordinator import ActivePrompt, CameraCoordinator, EscalationLog, HostCoo
 from .ollama_client import create_client
 from .pipeline import PipelineSettings, StudentClient
 from .routing import RoutingPolicy
+from .services import async_setup_services
 from .temporal import WindowConfig
 
 PLATFORMS = [Platform.BINARY_SENSOR, Platform.EVENT, Platform.SENSOR]
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 
 @dataclass(slots=True)
@@ -83,6 +86,12 @@ def pipeline_settings(entry: VisionTutorConfigEntry) -> PipelineSettings:
         ),
         change_sensitivity=float(options.get(CONF_CHANGE_SENSITIVITY, DEFAULT_CHANGE_SENSITIVITY)),
     )
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the actions once, whether or not an entry is loaded (they say which is missing)."""
+    async_setup_services(hass)
+    return True
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) -> bool:

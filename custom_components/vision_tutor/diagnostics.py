@@ -1,0 +1,48 @@
+"""Diagnostics: the entry's settings and each camera's latest analysis, without secrets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeassistant.components.diagnostics import async_redact_data
+from homeassistant.core import HomeAssistant
+
+from . import VisionTutorConfigEntry
+from .const import CONF_TEACHER_TOKEN
+from .services import analysis_response
+
+TO_REDACT = {CONF_TEACHER_TOKEN}
+
+
+async def async_get_config_entry_diagnostics(
+    hass: HomeAssistant, entry: VisionTutorConfigEntry
+) -> dict[str, Any]:
+    """What support needs to see: settings, host state, and what each camera last decided."""
+    data = entry.runtime_data
+    host = data.host
+    cameras: dict[str, Any] = {}
+    for subentry_id, camera in data.cameras.items():
+        state = camera.data
+        cameras[subentry_id] = {
+            "settings": dict(camera.subentry.data),
+            "last_update_success": camera.last_update_success,
+            "last_checked": state.last_checked.isoformat() if state.last_checked else None,
+            "analysis": (
+                analysis_response(camera.camera_entity, state.analysis) if state.analysis else None
+            ),
+            "safety_window": sorted(camera.pipeline.window.recent_flags),
+        }
+    return {
+        "entry": {
+            "data": async_redact_data(dict(entry.data), TO_REDACT),
+            "options": dict(entry.options),
+        },
+        "host": {
+            "reachable": host.last_update_success,
+            "models": list(host.data.models) if host.data else [],
+            "model_present": host.data.model_present if host.data else None,
+        },
+        "prompt_version": data.prompt.version,
+        "escalations_last_hour": len(data.escalations.times),
+        "cameras": cameras,
+    }
