@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import Platform
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import config_validation as cv, device_registry as dr
 from homeassistant.helpers.typing import ConfigType
 
@@ -23,6 +23,9 @@ from .const import (
     CONF_STUDENT_MODEL,
     CONF_STUDENT_TIMEOUT,
     CONF_STUDENT_URL,
+    CONF_TEACHER_MODE,
+    CONF_TEACHER_TOKEN,
+    CONF_TEACHER_URL,
     CONF_WINDOW_SIZE,
     CONF_WINDOW_TRIGGER,
     DEFAULT_AUDIT_RATE,
@@ -40,12 +43,14 @@ from .const import (
     STUDENT_KEEP_ALIVE,
     STUDENT_TEMPERATURE,
     SUBENTRY_CAMERA,
+    TEACHER_MODE_NONE,
 )
 from .coordinator import ActivePrompt, CameraCoordinator, EscalationLog, HostCoordinator
 from .ollama_client import create_client
 from .pipeline import PipelineSettings, StudentClient
 from .routing import RoutingPolicy
 from .services import async_setup_services
+from .teacher import StreamEvent, TeacherLink
 from .temporal import WindowConfig
 
 PLATFORMS = [Platform.BINARY_SENSOR, Platform.EVENT, Platform.SENSOR]
@@ -62,6 +67,8 @@ class VisionTutorData:
     """The hub device (the student host); each camera's device hangs off it."""
     cameras: dict[str, CameraCoordinator] = field(default_factory=dict)
     """Camera coordinators by config subentry id."""
+    teacher: TeacherLink | None = None
+    """The teacher service, when one is configured."""
     escalations: EscalationLog = field(default_factory=EscalationLog)
     prompt: ActivePrompt = field(default_factory=ActivePrompt)
 
@@ -118,7 +125,18 @@ async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) 
         model=f"Student {entry.data[CONF_STUDENT_MODEL]}",
         configuration_url=entry.data[CONF_STUDENT_URL],
     )
-    data = VisionTutorData(host=host, student=student, hub_device_id=hub.id)
+    teacher = None
+    if entry.data.get(CONF_TEACHER_MODE, TEACHER_MODE_NONE) != TEACHER_MODE_NONE:
+        teacher = TeacherLink(
+            hass,
+            entry.entry_id,
+            entry.data[CONF_TEACHER_URL],
+            entry.data[CONF_TEACHER_TOKEN],
+            on_event=lambda event: _dispatch_teacher_event(entry, event),
+            on_status=host.async_update_listeners,
+        )
+        await teacher.async_load_cursor()
+    data = VisionTutorData(host=host, student=student, hub_device_id=hub.id, teacher=teacher)
     settings = pipeline_settings(entry)
     frame_width = int(options.get(CONF_FRAME_WIDTH, DEFAULT_FRAME_WIDTH))
     for subentry in entry.subentries.values():
@@ -134,6 +152,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) 
             prompt=data.prompt,
             escalations=data.escalations,
             host=host,
+            teacher=teacher,
         )
     entry.runtime_data = data
 
@@ -143,8 +162,27 @@ async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) 
         camera.async_start_motion_trigger()
 
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    if teacher is not None:
+        # Cancelled with the entry; reconnects by itself while the entry is loaded.
+        entry.async_create_background_task(
+            hass, teacher.async_follow_events(), f"{DOMAIN} teacher events"
+        )
     entry.async_on_unload(entry.add_update_listener(_async_reload_on_change))
     return True
+
+
+@callback
+def _dispatch_teacher_event(entry: VisionTutorConfigEntry, event: StreamEvent) -> None:
+    """Route a teacher event to the camera it is about, and refresh the hub's sensors."""
+    data = entry.runtime_data
+    if event.type == "verdict":
+        camera = next(
+            (c for c in data.cameras.values() if c.camera_entity == event.data.get("camera")),
+            None,
+        )
+        if camera is not None:
+            camera.async_apply_verdict(dict(event.data))
+    data.host.async_update_listeners()
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) -> bool:

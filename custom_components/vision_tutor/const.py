@@ -68,3 +68,4 @@ STUDENT_TEMPERATURE: Final = 0.3
 # Bus events automations can trigger on.
 EVENT_ESCALATION: Final = "vision_tutor_escalation"
 EVENT_SAFETY: Final = "vision_tutor_safety"
+EVENT_TEACHER_REVIEW: Final = "vision_tutor_teacher_review"

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 import logging
 import random
 from typing import TYPE_CHECKING, Any, Literal
+import uuid
 
 import ollama
 
@@ -23,20 +24,30 @@ from homeassistant.util import dt as dt_util
 
 from .const import (
     CONF_CAMERA_ENTITY,
+    CONF_DISMISSAL_CLEARS,
     CONF_MOTION_ENTITY,
     CONF_SCAN_INTERVAL,
     CONF_SCENE_DESCRIPTION,
     CONF_STUDENT_MODEL,
     CONF_STUDENT_URL,
     CONNECT_TIMEOUT,
+    DEFAULT_DISMISSAL_CLEARS,
     DOMAIN,
     EVENT_ESCALATION,
     EVENT_SAFETY,
+    EVENT_TEACHER_REVIEW,
 )
+from .contract import OBSERVATION_SCHEMA, Observation, StudentError, normalise_flag
 from .frames import BadFrame, PreparedFrame, prepare_frame
 from .pipeline import Analysis, CameraPipeline, PipelineSettings, StudentClient, StudentUnavailable
-from .prompts import BUILTIN_PROMPT_VERSION, STUDENT_SYSTEM_PROMPT, student_system_prompt
+from .prompts import (
+    BUILTIN_PROMPT_VERSION,
+    STUDENT_SYSTEM_PROMPT,
+    TEACHER_REVIEW_PROMPT,
+    student_system_prompt,
+)
 from .routing import EscalationReason
+from .teacher import TeacherLink
 
 if TYPE_CHECKING:
     from . import VisionTutorConfigEntry
@@ -70,6 +81,8 @@ class CameraState:
     last_checked: datetime | None = None
     """When a frame was last grabbed, analysed or not."""
     escalated: bool = False
+    escalation_id: str | None = None
+    """The idempotency key the latest escalation was sent with; its verdict carries it back."""
     teacher_unavailable: bool = False
     """The latest escalation could not be sent: no teacher is configured or it is down."""
     events: tuple[SafetyEvent, ...] = ()
@@ -199,6 +212,7 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
         prompt: ActivePrompt,
         escalations: EscalationLog,
         host: HostCoordinator,
+        teacher: TeacherLink | None,
     ) -> None:
         interval = int(subentry.data.get(CONF_SCAN_INTERVAL) or 0)
         super().__init__(
@@ -219,6 +233,7 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
         self.prompt = prompt
         self.escalations = escalations
         self.host = host
+        self.teacher = teacher
         self._lock = asyncio.Lock()
         self.data = CameraState()
 
@@ -300,26 +315,86 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
                     ),
                 )
             events = _safety_events(previous.analysis, analysis)
-            if analysis.decision.escalate:
-                self._escalate(analysis, now)
-            for event in events:
-                self.hass.bus.async_fire(
-                    EVENT_SAFETY,
-                    {
-                        "camera": self.camera_entity,
-                        "type": event.type,
-                        "flags": list(event.flags),
-                        "confidence": event.confidence,
-                    },
-                )
+            escalation_id = self._escalate(analysis, now) if analysis.decision.escalate else None
+            self._fire_safety_events(events)
             return CameraState(
                 analysis=analysis,
                 last_checked=now,
                 escalated=analysis.decision.escalate,
-                teacher_unavailable=analysis.decision.escalate,
+                escalation_id=escalation_id,
+                teacher_unavailable=analysis.decision.escalate
+                and (self.teacher is None or not self.teacher.connected),
                 events=events,
                 sequence=previous.sequence + 1,
             )
+
+    def _fire_safety_events(self, events: tuple[SafetyEvent, ...]) -> None:
+        for event in events:
+            self.hass.bus.async_fire(
+                EVENT_SAFETY,
+                {
+                    "camera": self.camera_entity,
+                    "type": event.type,
+                    "flags": list(event.flags),
+                    "confidence": event.confidence,
+                },
+            )
+
+    @callback
+    def async_apply_verdict(self, verdict: dict[str, Any]) -> None:
+        """The teacher reviewed one of this camera's frames: show it, confirm or dismiss."""
+        state = self.data
+        if state.analysis is None:
+            return
+        try:
+            teacher = _teacher_observation(verdict["verdict"])
+        except (KeyError, TypeError, ValueError) as err:
+            _LOGGER.warning(
+                "Ignoring a malformed teacher verdict for %s: %s", self.camera_entity, err
+            )
+            return
+        now = dt_util.utcnow()
+        window = self.pipeline.window
+        student = state.analysis.observation
+        student_flags = (
+            (*student.safety_flags, *state.analysis.decision.safety_hits) if student else ()
+        )
+        events: tuple[SafetyEvent, ...] = ()
+        if teacher.safety_flags:
+            was_on = state.analysis.safety.on
+            safety = window.teacher_confirmed(teacher.safety_flags, now)
+            events = (SafetyEvent("teacher_confirmed", safety.flags, teacher.confidence),)
+            if not was_on:
+                events = (SafetyEvent("hazard_detected", safety.flags, teacher.confidence), *events)
+        elif student_flags or state.analysis.safety.on:
+            was_on = state.analysis.safety.on
+            events = (SafetyEvent("teacher_dismissed", tuple(student_flags), teacher.confidence),)
+            if self.config_entry.options.get(CONF_DISMISSAL_CLEARS, DEFAULT_DISMISSAL_CLEARS):
+                window.teacher_dismissed()
+                if was_on:
+                    events = (*events, SafetyEvent("hazard_cleared", (), teacher.confidence))
+            safety = window.state
+        else:
+            safety = window.state
+        analysis = replace(state.analysis, safety=safety)
+        if verdict.get("idempotency_key") == state.escalation_id:
+            # The verdict is about the frame on display: the teacher's answer replaces it.
+            analysis = replace(analysis, result=teacher, source="teacher")
+        self._fire_safety_events(events)
+        self.hass.bus.async_fire(
+            EVENT_TEACHER_REVIEW,
+            {
+                "camera": self.camera_entity,
+                "reason": verdict.get("reason"),
+                "summary": teacher.summary,
+                "flags": list(teacher.safety_flags),
+                "confidence": teacher.confidence,
+                "agrees_with_student": verdict.get("agrees_with_student"),
+            },
+        )
+        self.async_set_updated_data(
+            replace(state, analysis=analysis, events=events, sequence=state.sequence + 1)
+        )
 
     async def _grab_frame(self) -> PreparedFrame:
         try:
@@ -334,12 +409,13 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
                 translation_placeholders={"camera": self.camera_entity, "error": str(err)},
             ) from err
 
-    def _escalate(self, analysis: Analysis, now: datetime) -> None:
+    def _escalate(self, analysis: Analysis, now: datetime) -> str:
         """Hand the frame to the teacher without waiting; with no teacher, record it."""
         self.escalations.record(now)
+        escalation_id = uuid.uuid4().hex
         decision = analysis.decision
         observation = analysis.observation
-        data: dict[str, Any] = {
+        event: dict[str, Any] = {
             "camera": self.camera_entity,
             "reason": str(decision.reason),
             "detail": decision.detail,
@@ -348,9 +424,57 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
                 decision.safety_hits or (observation.safety_flags if observation else ())
             ),
             "confidence": decision.effective_confidence,
-            "teacher": "unavailable",
         }
-        self.hass.bus.async_fire(EVENT_ESCALATION, data)
+        if self.teacher is None:
+            self.hass.bus.async_fire(EVENT_ESCALATION, {**event, "teacher": "unavailable"})
+            return escalation_id
+        review = {
+            "idempotency_key": escalation_id,
+            "camera": self.camera_entity,
+            "reason": str(decision.reason),
+            "detail": decision.detail,
+            "captured_at": analysis.analysed_at.isoformat(),
+            "student": {
+                "model": analysis.model,
+                "answer": _observation_json(observation) if observation else None,
+                "raw": analysis.result.raw if isinstance(analysis.result, StudentError) else "",
+                "effective_confidence": decision.effective_confidence,
+                "prompt_version": analysis.prompt_version,
+            },
+            "contract": {"system_prompt": TEACHER_REVIEW_PROMPT, "schema": OBSERVATION_SCHEMA},
+        }
+        self.config_entry.async_create_background_task(
+            self.hass,
+            self._submit(self.teacher, review, analysis.frame.jpeg, event),
+            f"{DOMAIN} escalate {self.camera_entity}",
+        )
+        return escalation_id
+
+    async def _submit(
+        self, teacher: TeacherLink, review: dict[str, Any], jpeg: bytes, event: dict[str, Any]
+    ) -> None:
+        outcome = await teacher.async_submit(review, jpeg)
+        self.hass.bus.async_fire(EVENT_ESCALATION, {**event, "teacher": outcome})
+
+
+def _observation_json(observation: Observation) -> dict[str, Any]:
+    return {
+        "summary": observation.summary,
+        "observations": list(observation.observations),
+        "safety_flags": list(observation.safety_flags),
+        "confidence": observation.confidence,
+    }
+
+
+def _teacher_observation(raw: dict[str, Any]) -> Observation:
+    """The teacher's answer in the contract; it was validated by the service, so trust its shape."""
+    confidence = raw.get("confidence")
+    return Observation(
+        summary=str(raw["summary"]),
+        observations=tuple(str(item) for item in raw.get("observations", ())),
+        safety_flags=tuple(dict.fromkeys(normalise_flag(str(f)) for f in raw["safety_flags"])),
+        confidence=float(confidence) if confidence is not None else None,
+    )
 
 
 def _safety_events(previous: Analysis | None, current: Analysis) -> tuple[SafetyEvent, ...]:

@@ -39,7 +39,9 @@ class CameraSensorEntityDescription(SensorEntityDescription):
 class HostSensorEntityDescription(SensorEntityDescription):
     """A hub sensor: its value from the entry's runtime data."""
 
-    value_fn: Callable[[VisionTutorData], str | int | None]
+    value_fn: Callable[[VisionTutorData], str | int | float | None]
+    needs_teacher: bool = False
+    """Only added when a teacher is configured; unavailable while its stream is down."""
 
 
 def _summary(state: CameraState) -> str | None:
@@ -109,6 +111,27 @@ HOST_SENSORS: tuple[HostSensorEntityDescription, ...] = (
         value_fn=lambda data: data.escalations.last_hour(dt_util.utcnow()),
     ),
     HostSensorEntityDescription(
+        key="teacher_queue_depth",
+        translation_key="teacher_queue_depth",
+        native_unit_of_measurement="reviews",
+        state_class=SensorStateClass.MEASUREMENT,
+        needs_teacher=True,
+        value_fn=lambda data: data.teacher.queue_depth if data.teacher else None,
+    ),
+    HostSensorEntityDescription(
+        key="teacher_agreement",
+        translation_key="teacher_agreement",
+        native_unit_of_measurement=PERCENTAGE,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=0,
+        needs_teacher=True,
+        value_fn=lambda data: (
+            round(data.teacher.agreement_rate * 100, 1)
+            if data.teacher and data.teacher.agreement_rate is not None
+            else None
+        ),
+    ),
+    HostSensorEntityDescription(
         key="active_prompt_version",
         translation_key="active_prompt_version",
         entity_category=EntityCategory.DIAGNOSTIC,
@@ -124,7 +147,11 @@ async def async_setup_entry(
 ) -> None:
     """Add the hub's sensors, and each camera's under its subentry."""
     data = entry.runtime_data
-    async_add_entities(HostSensor(data, description) for description in HOST_SENSORS)
+    async_add_entities(
+        HostSensor(data, description)
+        for description in HOST_SENSORS
+        if data.teacher is not None or not description.needs_teacher
+    )
     for subentry_id, camera in data.cameras.items():
         async_add_entities(
             (CameraSensor(camera, description) for description in CAMERA_SENSORS),
@@ -190,9 +217,11 @@ class HostSensor(HostEntity, SensorEntity):
     @override
     def available(self) -> bool:
         # Counting escalations and naming the prompt does not need the host to answer.
+        if self.entity_description.needs_teacher:
+            return self._data.teacher is not None and self._data.teacher.connected
         return True
 
     @property
     @override
-    def native_value(self) -> str | int | None:
+    def native_value(self) -> str | int | float | None:
         return self.entity_description.value_fn(self._data)

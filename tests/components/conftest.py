@@ -21,8 +21,11 @@ from custom_components.vision_tutor.const import (
     CONF_STUDENT_MODEL,
     CONF_STUDENT_URL,
     CONF_TEACHER_MODE,
+    CONF_TEACHER_TOKEN,
+    CONF_TEACHER_URL,
     DOMAIN,
     SUBENTRY_CAMERA,
+    TEACHER_MODE_MANUAL,
     TEACHER_MODE_NONE,
 )
 from simulator.scenes import SceneLibrary
@@ -101,18 +104,29 @@ def camera_subentry(
 
 
 def make_entry(
-    url: str, *, options: dict[str, object] | None = None, cameras: int = 1, **camera: object
+    url: str,
+    *,
+    options: dict[str, object] | None = None,
+    cameras: int = 1,
+    teacher: tuple[str, str] | None = None,
+    **camera: object,
 ) -> MockConfigEntry:
+    """An entry for a student at `url`; `teacher` is a teacher service's (url, token)."""
+    teacher_data = (
+        {
+            CONF_TEACHER_MODE: TEACHER_MODE_MANUAL,
+            CONF_TEACHER_URL: teacher[0],
+            CONF_TEACHER_TOKEN: teacher[1],
+        }
+        if teacher
+        else {CONF_TEACHER_MODE: TEACHER_MODE_NONE}
+    )
     return MockConfigEntry(
         domain=DOMAIN,
         entry_id=ENTRY_ID,
         title="127.0.0.1",
         unique_id=url,
-        data={
-            CONF_STUDENT_URL: url,
-            CONF_STUDENT_MODEL: "gemma4:e2b",
-            CONF_TEACHER_MODE: TEACHER_MODE_NONE,
-        },
+        data={CONF_STUDENT_URL: url, CONF_STUDENT_MODEL: "gemma4:e2b", **teacher_data},
         options=options or {},
         subentries_data=[camera_subentry(**camera)] if cameras else [],  # type: ignore[arg-type]
     )
