@@ -476,7 +476,6 @@ class VisionTutorConfigFlow(ConfigFlow, domain=DOMAIN):
             errors=errors,
             description_placeholders={
                 "addon": self._addon_name,
-                "url": str(self._addon.url),
                 "entries": ", ".join(entry.title for entry in entries),
             },
         )
