@@ -53,7 +53,7 @@ from .services import async_setup_services
 from .teacher import StreamEvent, TeacherLink
 from .temporal import WindowConfig
 
-PLATFORMS = [Platform.BINARY_SENSOR, Platform.EVENT, Platform.SENSOR]
+PLATFORMS = [Platform.BINARY_SENSOR, Platform.EVENT, Platform.IMAGE, Platform.SENSOR]
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 
