@@ -46,6 +46,7 @@ from .const import (
     TEACHER_MODE_NONE,
 )
 from .coordinator import ActivePrompt, CameraCoordinator, EscalationLog, HostCoordinator
+from .frontend import async_register_card
 from .ollama_client import create_client
 from .pipeline import PipelineSettings, StudentClient
 from .routing import RoutingPolicy
@@ -96,8 +97,12 @@ def pipeline_settings(entry: VisionTutorConfigEntry) -> PipelineSettings:
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
-    """Register the actions once, whether or not an entry is loaded (they say which is missing)."""
+    """Register the actions once, whether or not an entry is loaded (they say which is missing).
+
+    The dashboard card is served from here too, so it works as soon as the integration loads.
+    """
     async_setup_services(hass)
+    await async_register_card(hass)
     return True
 
 
