@@ -213,6 +213,14 @@ class HostSensor(HostEntity, SensorEntity):
         super().__init__(data.host, description)
         self._data = data
 
+    @override
+    async def async_added_to_hass(self) -> None:
+        await super().async_added_to_hass()
+        # Escalations happen when a camera analyses a frame, not when the host is polled:
+        # update with every camera, not only once a minute.
+        for camera in self._data.cameras.values():
+            self.async_on_remove(camera.async_add_listener(self._handle_coordinator_update))
+
     @property
     @override
     def available(self) -> bool:

@@ -1,0 +1,85 @@
+"""Shared helpers for the entity, pipeline, action and lifecycle tests of the integration."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+from syrupy.types import PropertyPath
+
+from homeassistant.core import HomeAssistant
+
+from custom_components.vision_tutor.coordinator import CameraCoordinator
+from simulator.scenes import Scene, SceneLibrary
+
+from .conftest import SUBENTRY_ID
+
+OBSERVATION = "sensor.front_door_observation"
+CONFIDENCE = "sensor.front_door_confidence"
+SAFETY = "binary_sensor.front_door_safety"
+SAFETY_EVENT = "event.front_door_safety_event"
+ANALYSED_FRAME = "image.front_door_analysed_frame"
+CONNECTIVITY = "binary_sensor.127_0_0_1_student_connectivity"
+ESCALATIONS_PER_HOUR = "sensor.127_0_0_1_escalations_per_hour"
+PROMPT_VERSION = "sensor.127_0_0_1_active_prompt_version"
+
+CAMERA_ENTITIES = (OBSERVATION, CONFIDENCE, SAFETY, SAFETY_EVENT)
+"""A camera's entities that go unavailable with it (its last analysed frame stays on show)."""
+STUDENT = "gemma4:e2b"
+
+VOLATILE = frozenset({"analysed_at", "last_checked", "latency_ms", "since", "last_triggered"})
+"""Attributes that change from run to run: replaced by their type in snapshots."""
+
+
+def volatile_matcher(*, data: Any, path: PropertyPath) -> Any:
+    """A syrupy matcher: timestamps and latencies become `<volatile TYPE>` in a snapshot."""
+    if path and path[-1][0] in VOLATILE and data is not None:
+        return f"<volatile {type(data).__name__}>"
+    return data
+
+
+def coordinator(entry: MockConfigEntry) -> CameraCoordinator:
+    """The front door's camera coordinator."""
+    return entry.runtime_data.cameras[SUBENTRY_ID]
+
+
+async def next_frame(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    """What the scan interval does: grab a frame and analyse it if the change gate lets it.
+
+    (Frozen time would also freeze the simulator's answers, which run in the same event loop.)
+    """
+    await coordinator(entry).async_refresh()
+    await hass.async_block_till_done()
+
+
+async def setup(hass: HomeAssistant, entry: MockConfigEntry) -> MockConfigEntry:
+    """Add and load an entry."""
+    entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    return entry
+
+
+def pick(library: SceneLibrary, predicate: Callable[[Scene], bool]) -> Scene:
+    """The first scene of the library that fits (scenes are chosen by kind and flags, not id)."""
+    return next(scene for scene in library.scenes if predicate(scene))
+
+
+def routine(library: SceneLibrary, index: int = 0) -> Scene:
+    """An easy routine scene with no flags."""
+    scenes = [s for s in library.scenes if s.kind == "routine" and s.difficulty == "easy"]
+    return scenes[index]
+
+
+def fire(library: SceneLibrary) -> Scene:
+    """An easy edge scene whose only flag is fire."""
+    return pick(
+        library,
+        lambda s: s.kind == "edge" and s.safety_flags == ("fire",) and s.difficulty == "easy",
+    )
+
+
+def chat_requests(stats: Any) -> int:
+    """Chat requests the simulator's student received."""
+    return int(stats.models[STUDENT].requests)
