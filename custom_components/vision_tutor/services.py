@@ -65,7 +65,8 @@ def _find_camera(
         device = dr.async_get(hass).async_get(device_id)
         identifiers = device.identifiers if device else set()
         subentry_id = next((ident for domain, ident in identifiers if domain == DOMAIN), None)
-        if subentry_id is None:
+        # The hub device's identifier is its config entry's id: it is not a camera either.
+        if subentry_id is None or hass.config_entries.async_get_entry(subentry_id) is not None:
             raise ServiceValidationError(
                 translation_domain=DOMAIN,
                 translation_key="device_not_a_camera",
