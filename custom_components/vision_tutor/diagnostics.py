@@ -6,6 +6,7 @@ from typing import Any
 
 from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.core import HomeAssistant
+from homeassistant.util import dt as dt_util
 
 from . import VisionTutorConfigEntry
 from .const import CONF_TEACHER_TOKEN
@@ -43,6 +44,6 @@ async def async_get_config_entry_diagnostics(
             "model_present": host.data.model_present if host.data else None,
         },
         "prompt_version": data.prompt.version,
-        "escalations_last_hour": len(data.escalations.times),
+        "escalations_last_hour": data.escalations.last_hour(dt_util.utcnow()),
         "cameras": cameras,
     }
