@@ -1,0 +1,1 @@
+"""Tests of the benchmarks: they run end to end and write their tables."""
