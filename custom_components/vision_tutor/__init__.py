@@ -162,7 +162,10 @@ async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) 
     entry.runtime_data = data
 
     # A camera that is down at start must not hold up the others: no first-refresh raise.
-    await asyncio.gather(*(camera.async_refresh() for camera in data.cameras.values()))
+    # Cameras without an interval wait for motion or an action (and show their restored state).
+    await asyncio.gather(
+        *(camera.async_refresh() for camera in data.cameras.values() if camera.update_interval)
+    )
     for camera in data.cameras.values():
         camera.async_start_motion_trigger()
 

@@ -11,6 +11,7 @@ import random
 from typing import TYPE_CHECKING, Any, Literal
 import uuid
 
+import httpx
 import ollama
 
 from homeassistant.components.camera import async_get_image
@@ -21,6 +22,7 @@ from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.event import async_track_state_change_event
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 from homeassistant.util import dt as dt_util
+from homeassistant.util.hass_dict import HassKey
 
 from .const import (
     CONF_CAMERA_ENTITY,
@@ -57,6 +59,7 @@ _LOGGER = logging.getLogger(__name__)
 HUB_POLL_INTERVAL = timedelta(seconds=60)
 UNREACHABLE_REPAIR_AFTER = timedelta(minutes=10)
 """How long the student host may be down before a repair issue says so."""
+HOST_DOWN_SINCE: HassKey[dict[str, datetime]] = HassKey(f"{DOMAIN}_host_down_since")
 
 type SafetyEventType = Literal[
     "hazard_detected", "hazard_cleared", "teacher_confirmed", "teacher_dismissed"
@@ -140,7 +143,19 @@ class HostCoordinator(DataUpdateCoordinator[HostState]):
             update_interval=HUB_POLL_INTERVAL,
         )
         self.client = client
-        self._down_since: datetime | None = None
+
+    @property
+    def _down_since(self) -> datetime | None:
+        """When the host stopped answering; kept across setup retries of the entry."""
+        return self.hass.data.get(HOST_DOWN_SINCE, {}).get(self.config_entry.entry_id)
+
+    @_down_since.setter
+    def _down_since(self, since: datetime | None) -> None:
+        down = self.hass.data.setdefault(HOST_DOWN_SINCE, {})
+        if since is None:
+            down.pop(self.config_entry.entry_id, None)
+        else:
+            down[self.config_entry.entry_id] = since
 
     async def _async_update_data(self) -> HostState:
         url = self.config_entry.data[CONF_STUDENT_URL]
@@ -148,7 +163,13 @@ class HostCoordinator(DataUpdateCoordinator[HostState]):
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 tags = await self.client.list()
-        except (TimeoutError, ConnectionError, ollama.ResponseError, OSError) as err:
+        except (
+            TimeoutError,
+            ConnectionError,
+            httpx.TransportError,
+            ollama.ResponseError,
+            OSError,
+        ) as err:
             now = dt_util.utcnow()
             self._down_since = self._down_since or now
             if now - self._down_since >= UNREACHABLE_REPAIR_AFTER:
@@ -294,7 +315,7 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
             except StudentUnavailable as err:
                 if err.reason == "model_missing":
                     self.host.report_model_missing()
-                raise UpdateFailed(
+                failure = UpdateFailed(
                     translation_domain=DOMAIN,
                     translation_key=f"student_{err.reason}",
                     translation_placeholders={
@@ -302,7 +323,11 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
                         "model": self.config_entry.data[CONF_STUDENT_MODEL],
                         "error": str(err),
                     },
-                ) from err
+                )
+                if err.reason == "unreachable":
+                    # The hub's connectivity sensor should not wait for its next poll.
+                    self.host.async_set_update_error(failure)
+                raise failure from err
             if force_teacher and not analysis.decision.escalate:
                 analysis = replace(
                     analysis,

@@ -99,7 +99,7 @@ def test_hesitant_tokens_lower_a_confident_answer_below_the_threshold() -> None:
     hesitant = [-0.01] * 60 + [-1.2, -0.9, -0.6]
     decision = _route(Observation("A driveway", ("car",), (), 0.97), logprobs=hesitant)
     assert decision.reason is EscalationReason.LOW_CONFIDENCE
-    assert decision.effective_confidence == pytest.approx(math.exp(-0.9))
+    assert decision.effective_confidence == pytest.approx(math.exp(-0.9 * 0.7))
     assert "lowered by token logprobs" in decision.detail
     # With the logprob signal switched off the same answer passes.
     assert not _route(
@@ -113,7 +113,13 @@ def test_logprobs_only_ever_lower_confidence() -> None:
     assert effective_confidence(0.6, [-0.001] * 10) == 0.6
     assert effective_confidence(0.9, None) == 0.9
     assert effective_confidence(0.9, []) == 0.9
-    assert effective_confidence(None, [-0.1, -0.1, -0.1]) == pytest.approx(math.exp(-0.1))
+    assert effective_confidence(None, [-0.1, -0.1, -0.1]) == pytest.approx(math.exp(-0.07))
+
+
+def test_a_little_hesitation_on_content_tokens_does_not_escalate_a_right_answer() -> None:
+    # Content tokens at p = 0.6-0.8 are ordinary for a right answer.
+    ordinary = [-0.02] * 60 + [-0.45, -0.3, -0.25]
+    assert not _route(Observation("A driveway", ("car",), (), 0.95), logprobs=ordinary).escalate
 
 
 def test_a_flag_new_to_the_window_is_a_temporal_change_when_keywords_do_not_cover_it() -> None:
