@@ -297,7 +297,8 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
                 translation_placeholders=err.translation_placeholders,
             ) from err
         self.async_set_updated_data(state)
-        assert state.analysis is not None
+        if state.analysis is None:  # a forced run always analyses; this is for the type checker
+            raise HomeAssistantError("no analysis was made")
         return state.analysis
 
     async def _run(self, *, force: bool, force_teacher: bool = False) -> CameraState:
@@ -313,32 +314,9 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
                     frame, system_prompt=prompt, prompt_version=self.prompt.version, now=now
                 )
             except StudentUnavailable as err:
-                if err.reason == "model_missing":
-                    self.host.report_model_missing()
-                failure = UpdateFailed(
-                    translation_domain=DOMAIN,
-                    translation_key=f"student_{err.reason}",
-                    translation_placeholders={
-                        "url": self.config_entry.data[CONF_STUDENT_URL],
-                        "model": self.config_entry.data[CONF_STUDENT_MODEL],
-                        "error": str(err),
-                    },
-                )
-                if err.reason == "unreachable":
-                    # The hub's connectivity sensor should not wait for its next poll.
-                    self.host.async_set_update_error(failure)
-                raise failure from err
-            if force_teacher and not analysis.decision.escalate:
-                analysis = replace(
-                    analysis,
-                    decision=replace(
-                        analysis.decision,
-                        escalate=True,
-                        shed=False,
-                        reason=analysis.decision.reason or EscalationReason.AUDIT,
-                        detail=f"requested by an action; {analysis.decision.detail}",
-                    ),
-                )
+                raise self._student_unavailable(err) from err
+            if force_teacher:
+                analysis = _sent_to_teacher(analysis)
             events = _safety_events(previous.analysis, analysis)
             escalation_id = self._escalate(analysis, now) if analysis.decision.escalate else None
             self._fire_safety_events(events)
@@ -352,6 +330,24 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
                 events=events,
                 sequence=previous.sequence + 1,
             )
+
+    def _student_unavailable(self, err: StudentUnavailable) -> UpdateFailed:
+        """The entities' failure for a host that is down or a model that is gone."""
+        failure = UpdateFailed(
+            translation_domain=DOMAIN,
+            translation_key=f"student_{err.reason}",
+            translation_placeholders={
+                "url": self.config_entry.data[CONF_STUDENT_URL],
+                "model": self.config_entry.data[CONF_STUDENT_MODEL],
+                "error": str(err),
+            },
+        )
+        if err.reason == "model_missing":
+            self.host.report_model_missing()
+        else:
+            # The hub's connectivity sensor should not wait for its next poll.
+            self.host.async_set_update_error(failure)
+        return failure
 
     def _fire_safety_events(self, events: tuple[SafetyEvent, ...]) -> None:
         for event in events:
@@ -480,6 +476,23 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
     ) -> None:
         outcome = await teacher.async_submit(review, jpeg)
         self.hass.bus.async_fire(EVENT_ESCALATION, {**event, "teacher": outcome})
+
+
+def _sent_to_teacher(analysis: Analysis) -> Analysis:
+    """An analysis an action asked the teacher to review, whatever the policy decided."""
+    decision = analysis.decision
+    if decision.escalate:
+        return analysis
+    return replace(
+        analysis,
+        decision=replace(
+            decision,
+            escalate=True,
+            shed=False,
+            reason=decision.reason or EscalationReason.AUDIT,
+            detail=f"requested by an action; {decision.detail}",
+        ),
+    )
 
 
 def _observation_json(observation: Observation) -> dict[str, Any]:
