@@ -1,0 +1,129 @@
+"""The ordered, resumable event log and its Server-Sent Events stream.
+
+Events are rows of the database (see `vision_tutor_teacher.storage`), appended in the transaction
+that makes the change they announce, and numbered by a monotonic sequence: the cursor. A client
+that reconnects with the last sequence number it saw (``?after=`` or the standard
+``Last-Event-ID`` header) receives every later event exactly once, in order, because the stream
+is read back from the log rather than from an in-memory fan-out that a disconnect would lose.
+
+Types: ``review`` (a status change), ``verdict`` (the teacher's verdict), ``stats`` (queue and
+teacher statistics, at most once per ``stats_interval_s`` and only when they changed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Final
+
+from aiohttp import web
+
+from .storage import Database, DatabaseClosed, Transaction
+
+PAGE: Final = 500
+"""Events read from the log per round trip to the database."""
+RECONNECT_MS: Final = 2000
+"""The ``retry:`` an EventSource waits before reconnecting."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    seq: int
+    type: str
+    data: str
+    """The JSON text, stored compact (no newlines), as it goes on the wire."""
+
+    def encode(self) -> bytes:
+        return f"id: {self.seq}\nevent: {self.type}\ndata: {self.data}\n\n".encode()
+
+
+def events_after(tx: Transaction, cursor: int, limit: int) -> list[Event]:
+    rows = tx.execute(
+        "SELECT seq, type, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (cursor, limit)
+    ).fetchall()
+    return [Event(row["seq"], row["type"], row["data"]) for row in rows]
+
+
+def last_seq(tx: Transaction) -> int:
+    return int(tx.scalar("SELECT coalesce(max(seq), 0) FROM events"))
+
+
+class EventLog:
+    """Reads the log and wakes streams when a commit appended events."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.generation = 0
+        """Bumped on every commit with events; a stream compares it to skip a needless wait."""
+        self.closed = False
+        self._appended = asyncio.Event()
+        db.on_commit(self._notify)
+
+    def _notify(self) -> None:
+        self.generation += 1
+        # set() wakes every current waiter; clear() makes the next wait block again.
+        self._appended.set()
+        self._appended.clear()
+
+    def close(self) -> None:
+        """End every open stream (at shutdown)."""
+        self.closed = True
+        self._notify()
+
+    async def after(self, cursor: int, limit: int = PAGE) -> list[Event]:
+        return await self.db.run(lambda tx: events_after(tx, cursor, limit))
+
+    async def last_seq(self) -> int:
+        return await self.db.run(last_seq)
+
+    async def wait(self, generation: int, within_s: float) -> bool:
+        """Wait until events newer than `generation` are committed; False on timeout."""
+        if self.generation != generation or self.closed:
+            return True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within_s):
+                await self._appended.wait()
+                return True
+        return False
+
+
+def parse_cursor(value: str | None) -> int | None:
+    """A cursor from a query parameter or Last-Event-ID; ValueError when malformed."""
+    if value is None or value.strip() == "":
+        return None
+    cursor = int(value)
+    if cursor < 0:
+        raise ValueError("a cursor is never negative")
+    return cursor
+
+
+async def stream(
+    request: web.Request, log: EventLog, cursor: int, heartbeat_s: float
+) -> web.StreamResponse:
+    """Send every event after `cursor`, then follow the log until the client or server stops."""
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            # Ask nginx-style proxies (and the Supervisor's ingress) not to buffer the stream.
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    try:
+        await response.write(f"retry: {RECONNECT_MS}\n\n".encode())
+        while not log.closed:
+            generation = log.generation
+            events = await log.after(cursor)
+            if events:
+                await response.write(b"".join(event.encode() for event in events))
+                cursor = events[-1].seq
+                continue
+            if not await log.wait(generation, heartbeat_s):
+                await response.write(b": heartbeat\n\n")
+    except ConnectionResetError:
+        pass  # the client went away; it resumes from its cursor
+    except DatabaseClosed:
+        pass  # shutting down
+    return response

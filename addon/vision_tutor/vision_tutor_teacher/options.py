@@ -1,0 +1,139 @@
+"""The add-on's options: ``/data/options.json`` as the Supervisor writes it, or a standalone file.
+
+The Supervisor validates the user's options against ``config.yaml``'s schema before it starts the
+container and writes them to ``/data/options.json``; standalone users write the same JSON by hand.
+Both go through `load_options`, so a typo fails at start with a message naming the field instead
+of somewhere deep in the queue. Unknown keys are logged and ignored: an option removed in a newer
+version must not stop an upgraded add-on from starting.
+
+A few tuning knobs (retry backoff, probe and heartbeat intervals) are not in ``config.yaml``: they
+have sensible defaults, and only standalone users and tests set them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Final, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+_LOGGER = logging.getLogger(__name__)
+
+DEFAULT_OPTIONS_FILE: Final = Path("/data/options.json")
+MEGABYTE: Final = 1024 * 1024
+
+
+class OptionsError(Exception):
+    """The options file is missing, unreadable or invalid; the message says which field."""
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return value.rstrip("/")
+
+
+class Options(BaseModel):
+    """Everything the service can be configured with."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    # The models (config.yaml exposes these).
+    teacher_url: str
+    """The Ollama server with the teacher and the embedding model."""
+    teacher_model: str = Field(default="gemma4:26b", min_length=1)
+    student_url: str | None = None
+    """The student's Ollama server, for the prompt lab's scoring runs."""
+    student_model: str = Field(default="gemma4:e2b", min_length=1)
+    embedding_model: str = Field(default="embeddinggemma", min_length=1)
+
+    # The queue.
+    queue_limit: int = Field(default=20, ge=1, le=10_000)
+    """Queued reviews at most; beyond it lower priorities are shed, or the new one refused."""
+    batch_window_ms: int = Field(default=1000, ge=0, le=600_000)
+    """A newer review of the same camera and reason within this window supersedes a queued one."""
+    retention_days: int = Field(default=30, ge=1, le=3650)
+    frame_disk_cap_mb: int = Field(default=1024, ge=1)
+    max_image_mb: int = Field(default=8, ge=1, le=64)
+
+    # The teacher.
+    teacher_timeout_s: float = Field(default=120.0, gt=0, le=3600)
+    teacher_concurrency: int = Field(default=1, ge=1, le=64)
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    """Teacher failures on one review before it is dead-lettered (status failed)."""
+    agreement_threshold: float = Field(default=0.75, ge=0, le=1)
+    """Summary embedding cosine at or above which the summaries count as agreeing."""
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # Tuning knobs, not in config.yaml.
+    retry_base_s: float = Field(default=2.0, gt=0)
+    """First retry delay after a teacher failure; doubles per attempt."""
+    retry_max_s: float = Field(default=300.0, gt=0)
+    probe_interval_s: float = Field(default=30.0, gt=0)
+    """How often the teacher's reachability is checked; faster while it is down."""
+    embedding_timeout_s: float = Field(default=30.0, gt=0)
+    stats_interval_s: float = Field(default=2.0, gt=0)
+    """At most one ``stats`` event per interval, and only when something changed."""
+    heartbeat_s: float = Field(default=15.0, gt=0)
+    """A comment on an idle event stream this often, so proxies keep it open."""
+    retention_interval_s: float = Field(default=3600.0, gt=0)
+
+    @field_validator("teacher_url")
+    @classmethod
+    def _teacher_url(cls, value: str) -> str:
+        return _http_url(value)
+
+    @field_validator("student_url")
+    @classmethod
+    def _student_url(cls, value: str | None) -> str | None:
+        return None if value is None or not value.strip() else _http_url(value)
+
+    @property
+    def max_image_bytes(self) -> int:
+        return self.max_image_mb * MEGABYTE
+
+    @property
+    def frame_disk_cap_bytes(self) -> int:
+        return self.frame_disk_cap_mb * MEGABYTE
+
+
+def summarise_validation_error(err: ValidationError, limit: int = 8) -> str:
+    """Pydantic's errors as one line: ``field.path: message; ...`` (at most `limit` of them)."""
+    parts = []
+    for error in err.errors()[:limit]:
+        location = ".".join(str(part) for part in error["loc"]) or "body"
+        parts.append(f"{location}: {error['msg']}")
+    more = len(err.errors()) - limit
+    if more > 0:
+        parts.append(f"and {more} more")
+    return "; ".join(parts)
+
+
+def parse_options(raw: object) -> Options:
+    """Validate already-decoded options; unknown keys are logged and ignored."""
+    if not isinstance(raw, dict):
+        raise OptionsError("options must be a JSON object")
+    if unknown := sorted(set(raw) - set(Options.model_fields)):
+        _LOGGER.warning("Ignoring unknown options: %s", ", ".join(unknown))
+    try:
+        return Options.model_validate(raw)
+    except ValidationError as err:
+        raise OptionsError(f"invalid options: {summarise_validation_error(err)}") from err
+
+
+def load_options(path: Path = DEFAULT_OPTIONS_FILE) -> Options:
+    """Read and validate an options file (blocking: call it before the event loop runs)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise OptionsError(f"cannot read options file {path}: {err.strerror or err}") from err
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise OptionsError(f"options file {path} is not valid JSON: {err}") from err
+    return parse_options(raw)

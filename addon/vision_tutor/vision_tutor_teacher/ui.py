@@ -1,0 +1,137 @@
+"""The web page shown in Home Assistant's sidebar through ingress: queue, verdicts, statistics.
+
+Server-rendered HTML with no script: it works behind the ingress proxy's path prefix because
+every link is relative, and it refreshes itself. It grows with the prompt lab.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from html import escape
+from typing import Final
+
+from .models import ReviewOut, Stats
+
+REFRESH_S: Final = 10
+
+_STYLE: Final = """
+body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #1c1c1c; background: #fafafa; }
+h1 { font-size: 1.4rem; margin: 0 0 .25rem; } h2 { font-size: 1.1rem; margin-top: 1.75rem; }
+.muted { color: #666; } .bad { color: #b00020; } .ok { color: #1b5e20; }
+table { border-collapse: collapse; width: 100%; background: #fff; }
+th, td { text-align: left; padding: .35rem .6rem; border-bottom: 1px solid #e4e4e4;
+  vertical-align: top; font-size: .9rem; }
+th { background: #f0f0f0; }
+.cards { display: flex; flex-wrap: wrap; gap: .75rem; }
+.card { background: #fff; border: 1px solid #e4e4e4; border-radius: 6px; padding: .6rem .9rem; }
+.card b { display: block; font-size: 1.3rem; }
+img { width: 160px; border-radius: 4px; display: block; }
+.p5 { color: #b00020; font-weight: 600; } .p4 { color: #e65100; } .p3 { color: #8d6e00; }
+"""
+
+
+def _time(value: datetime) -> str:
+    return escape(value.astimezone().strftime("%Y-%m-%d %H:%M:%S"))
+
+
+def _card(label: str, value: object) -> str:
+    return f'<div class="card"><span class="muted">{escape(label)}</span><b>{escape(str(value))}</b></div>'
+
+
+def _table(headers: Iterable[str], rows: list[str], empty: str) -> str:
+    if not rows:
+        return f'<p class="muted">{escape(empty)}</p>'
+    head = "".join(f"<th>{escape(header)}</th>" for header in headers)
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _queue_row(review: ReviewOut) -> str:
+    return (
+        f'<tr><td class="p{review.priority}">{review.priority} {escape(review.reason)}</td>'
+        f"<td>{escape(review.camera)}</td><td>{escape(review.status)}</td>"
+        f"<td>{review.attempts}</td><td>{_time(review.created_at)}</td>"
+        f"<td>{escape(review.last_error or '')}</td></tr>"
+    )
+
+
+def _verdict_row(review: ReviewOut) -> str:
+    verdict = review.verdict
+    assert verdict is not None
+    agreement = verdict.agreement
+    similarity = (
+        "" if agreement.summary_similarity is None else f"{agreement.summary_similarity:.2f}"
+    )
+    agrees = (
+        '<span class="ok">agrees</span>'
+        if verdict.agrees_with_student
+        else '<span class="bad">disagrees</span>'
+    )
+    flags = ", ".join(verdict.verdict.safety_flags) or "none"
+    return (
+        f'<tr><td><img src="frames/{escape(review.id)}.jpg" alt="frame" loading="lazy"></td>'
+        f'<td>{escape(review.camera)}<br><span class="muted">{escape(review.reason)}</span></td>'
+        f'<td>{escape(verdict.verdict.summary)}<br><span class="muted">flags: {escape(flags)}'
+        f'</span></td><td>{agrees}<br><span class="muted">{escape(agreement.basis)} '
+        f"{similarity}</span></td><td>{verdict.latency_ms:.0f} ms</td>"
+        f"<td>{_time(review.updated_at)}</td></tr>"
+    )
+
+
+def _dropped_row(review: ReviewOut) -> str:
+    return (
+        f"<tr><td>{escape(review.camera)}</td><td>{escape(review.reason)}</td>"
+        f"<td>{escape(review.status)}</td><td>{review.attempts}</td>"
+        f"<td>{escape(review.last_error or '')}</td><td>{_time(review.updated_at)}</td></tr>"
+    )
+
+
+def render_page(
+    *,
+    version: str,
+    stats: Stats,
+    teacher_error: str | None,
+    pending: list[ReviewOut],
+    verdicts: list[ReviewOut],
+    dropped: list[ReviewOut],
+) -> str:
+    teacher = (
+        '<span class="ok">teacher reachable</span>'
+        if teacher_error is None
+        else f'<span class="bad">teacher unavailable: {escape(teacher_error)}</span>'
+    )
+    latency = stats.teacher_latency_ms
+    agreement = "n/a" if stats.agreement_rate is None else f"{stats.agreement_rate:.0%}"
+    cards = "".join(
+        (
+            _card("queued", stats.queued),
+            _card("with the teacher", stats.in_progress),
+            _card("verdicts", stats.processed),
+            _card("agreement", agreement),
+            _card(
+                "latency p50 / p95",
+                "n/a" if latency is None else f"{latency.p50:.0f} / {latency.p95:.0f} ms",
+            ),
+            _card("shed", stats.shed),
+            _card("superseded", stats.superseded),
+            _card("failed", stats.failed),
+            _card("refused", stats.refused),
+        )
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="{REFRESH_S}">
+<title>Vision Tutor</title><style>{_STYLE}</style></head>
+<body>
+<h1>Vision Tutor teacher</h1>
+<p class="muted">version {escape(version)} · {teacher}</p>
+<div class="cards">{cards}</div>
+<h2>Queue</h2>
+{_table(("priority", "camera", "status", "attempts", "queued at", "last error"), [_queue_row(r) for r in pending], "Nothing waiting for the teacher.")}
+<h2>Recent verdicts</h2>
+{_table(("frame", "camera", "teacher's verdict", "student", "latency", "at"), [_verdict_row(r) for r in verdicts], "No verdicts yet.")}
+<h2>Dead letters and dropped reviews</h2>
+{_table(("camera", "reason", "status", "attempts", "error", "at"), [_dropped_row(r) for r in dropped], "Nothing failed, shed or superseded.")}
+</body></html>
+"""
