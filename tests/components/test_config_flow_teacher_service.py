@@ -29,20 +29,14 @@ from custom_components.vision_tutor.const import (
     TEACHER_MODE_MANUAL,
 )
 from simulator.server import RunningSimulator
+from vision_tutor_teacher.options import Options
+from vision_tutor_teacher.service import run_service
 
 from .test_config_flow_helpers import (
     SetupCalls,
     flow_translations_fixture,  # noqa: F401  (fixture)
     no_entry_setup_fixture,  # noqa: F401  (fixture)
 )
-
-# The service is written alongside the integration; until its package is in the tree these skip
-# (the loopback stand-in in test_config_flow.py covers the flow meanwhile).
-service_module = pytest.importorskip(
-    "vision_tutor_teacher.service", reason="the teacher service is not in this tree yet"
-)
-Options = pytest.importorskip("vision_tutor_teacher.options").Options
-run_service = service_module.run_service
 
 type StartService = Callable[[str], contextlib.AbstractAsyncContextManager[Any]]
 
