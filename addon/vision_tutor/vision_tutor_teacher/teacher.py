@@ -194,7 +194,7 @@ class Teacher:
                 listing = await self._client.list()
         except TimeoutError:
             return f"the teacher at {self.url} did not answer within {PROBE_TIMEOUT_S:g} s"
-        except (ConnectionError, httpx.HTTPError):
+        except ConnectionError, httpx.HTTPError:
             return f"cannot connect to the teacher at {self.url}"
         except ollama.ResponseError as err:
             return f"the teacher at {self.url} answered {err.status_code}: {err.error}"
