@@ -1,0 +1,1 @@
+"""`scripts/demo`: Vision Tutor end to end on one machine (see demo/run.py)."""
