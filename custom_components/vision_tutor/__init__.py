@@ -47,6 +47,7 @@ from .const import (
 )
 from .coordinator import ActivePrompt, CameraCoordinator, EscalationLog, HostCoordinator
 from .frontend import async_register_card
+from .lab import PromptLab
 from .ollama_client import create_client
 from .pipeline import PipelineSettings, StudentClient
 from .routing import RoutingPolicy
@@ -54,7 +55,13 @@ from .services import async_setup_services
 from .teacher import StreamEvent, TeacherLink
 from .temporal import WindowConfig
 
-PLATFORMS = [Platform.BINARY_SENSOR, Platform.EVENT, Platform.IMAGE, Platform.SENSOR]
+PLATFORMS = [
+    Platform.BINARY_SENSOR,
+    Platform.EVENT,
+    Platform.IMAGE,
+    Platform.SELECT,
+    Platform.SENSOR,
+]
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 
@@ -72,6 +79,8 @@ class VisionTutorData:
     """The teacher service, when one is configured."""
     escalations: EscalationLog = field(default_factory=EscalationLog)
     prompt: ActivePrompt = field(default_factory=ActivePrompt)
+    lab: PromptLab | None = None
+    """The prompt lab's state; set during setup."""
 
 
 type VisionTutorConfigEntry = ConfigEntry[VisionTutorData]
@@ -142,6 +151,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) 
         )
         await teacher.async_load_cursor()
     data = VisionTutorData(host=host, student=student, hub_device_id=hub.id, teacher=teacher)
+    data.lab = PromptLab(hass, entry.entry_id, data.prompt, teacher, host.async_update_listeners)
+    await data.lab.async_load()
     settings = pipeline_settings(entry)
     frame_width = int(options.get(CONF_FRAME_WIDTH, DEFAULT_FRAME_WIDTH))
     for subentry in entry.subentries.values():
@@ -175,6 +186,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) 
         entry.async_create_background_task(
             hass, teacher.async_follow_events(), f"{DOMAIN} teacher events"
         )
+        entry.async_create_background_task(hass, data.lab.async_sync(), f"{DOMAIN} lab sync")
     entry.async_on_unload(entry.add_update_listener(_async_reload_on_change))
     return True
 
@@ -183,7 +195,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) 
 def _dispatch_teacher_event(entry: VisionTutorConfigEntry, event: StreamEvent) -> None:
     """Route a teacher event to the camera it is about, and refresh the hub's sensors."""
     data = entry.runtime_data
-    if event.type == "verdict":
+    handled_by_lab = data.lab is not None and data.lab.handle_event(event)
+    if not handled_by_lab and event.type == "verdict":
         camera = next(
             (c for c in data.cameras.values() if c.camera_entity == event.data.get("camera")),
             None,

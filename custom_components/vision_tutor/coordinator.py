@@ -304,7 +304,7 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
     async def _run(self, *, force: bool, force_teacher: bool = False) -> CameraState:
         async with self._lock:
             now = dt_util.utcnow()
-            frame = await self._grab_frame()
+            frame = await self.async_grab_frame()
             previous = self.data
             if not force and not self.pipeline.should_analyse(frame):
                 return replace(previous, last_checked=now, events=())
@@ -417,7 +417,8 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
             replace(state, analysis=analysis, events=events, sequence=state.sequence + 1)
         )
 
-    async def _grab_frame(self) -> PreparedFrame:
+    async def async_grab_frame(self) -> PreparedFrame:
+        """The current frame, scaled for the student; UpdateFailed when the camera fails."""
         try:
             image = await async_get_image(self.hass, self.camera_entity, width=self.frame_width)
             return await self.hass.async_add_executor_job(

@@ -42,6 +42,7 @@ class HostSensorEntityDescription(SensorEntityDescription):
     value_fn: Callable[[VisionTutorData], str | int | float | None]
     needs_teacher: bool = False
     """Only added when a teacher is configured; unavailable while its stream is down."""
+    attributes_fn: Callable[[VisionTutorData], Mapping[str, Any]] | None = None
 
 
 def _summary(state: CameraState) -> str | None:
@@ -129,6 +130,26 @@ HOST_SENSORS: tuple[HostSensorEntityDescription, ...] = (
             round(data.teacher.agreement_rate * 100, 1)
             if data.teacher and data.teacher.agreement_rate is not None
             else None
+        ),
+    ),
+    HostSensorEntityDescription(
+        key="prompt_lab_progress",
+        translation_key="prompt_lab_progress",
+        native_unit_of_measurement=PERCENTAGE,
+        suggested_display_precision=0,
+        needs_teacher=True,
+        value_fn=lambda data: (
+            round(data.lab.job.progress * 100, 1) if data.lab and data.lab.job else None
+        ),
+        attributes_fn=lambda data: (
+            {
+                "job_id": data.lab.job.job_id,
+                "kind": data.lab.job.kind,
+                "state": data.lab.job.state,
+                "message": data.lab.job.message,
+            }
+            if data.lab and data.lab.job
+            else {}
         ),
     ),
     HostSensorEntityDescription(
@@ -233,3 +254,10 @@ class HostSensor(HostEntity, SensorEntity):
     @override
     def native_value(self) -> str | int | float | None:
         return self.entity_description.value_fn(self._data)
+
+    @property
+    @override
+    def extra_state_attributes(self) -> Mapping[str, Any] | None:
+        if (attributes_fn := self.entity_description.attributes_fn) is None:
+            return None
+        return attributes_fn(self._data)

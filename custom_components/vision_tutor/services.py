@@ -1,7 +1,8 @@
-"""Actions: analyse a camera now and get the result back."""
+"""Actions: analyse a camera now; drive the prompt lab (synthesize, score, promote, add cases)."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import probatio
@@ -15,16 +16,25 @@ from homeassistant.core import (
     SupportsResponse,
     callback,
 )
-from homeassistant.exceptions import ServiceValidationError
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import config_validation as cv, device_registry as dr
+from homeassistant.helpers.update_coordinator import UpdateFailed
 
 from .const import DOMAIN
+from .contract import SAFETY_FLAGS
 from .coordinator import CameraCoordinator
+from .lab import PromptLab
 from .pipeline import Analysis
+from .teacher import TeacherRequestError
 
 SERVICE_ANALYZE = "analyze"
+SERVICE_SYNTHESIZE = "synthesize_prompts"
+SERVICE_SCORE = "score_prompts"
+SERVICE_PROMOTE = "promote_prompt"
+SERVICE_ADD_CASE = "add_validation_case"
 ATTR_CAMERA = "camera"
 ATTR_FORCE_TEACHER = "force_teacher"
+ATTR_CONFIG_ENTRY = "config_entry_id"
 
 ANALYZE_SCHEMA = probatio.All(
     probatio.Schema(
@@ -38,6 +48,40 @@ ANALYZE_SCHEMA = probatio.All(
 )
 
 
+LAB_ENTRY = {probatio.Optional(ATTR_CONFIG_ENTRY): cv.string}
+SYNTHESIZE_SCHEMA = probatio.Schema(
+    {
+        **LAB_ENTRY,
+        probatio.Optional("count", default=5): probatio.All(
+            probatio.Coerce(int), probatio.Range(min=1, max=10)
+        ),
+        probatio.Optional("notes", default=""): cv.string,
+    }
+)
+SCORE_SCHEMA = probatio.Schema(
+    {**LAB_ENTRY, probatio.Optional("versions"): probatio.All(cv.ensure_list, [cv.string])}
+)
+PROMOTE_SCHEMA = probatio.Schema({**LAB_ENTRY, probatio.Required("version"): cv.string})
+ADD_CASE_SCHEMA = probatio.Schema(
+    {
+        probatio.Required(ATTR_CAMERA): cv.entity_id,
+        probatio.Required("name"): cv.string,
+        probatio.Optional("expected_keywords", default=[]): probatio.All(
+            cv.ensure_list, [cv.string]
+        ),
+        probatio.Optional("forbidden_keywords", default=[]): probatio.All(
+            cv.ensure_list, [cv.string]
+        ),
+        probatio.Optional("expected_flags", default=[]): probatio.All(
+            cv.ensure_list, [probatio.In(SAFETY_FLAGS)]
+        ),
+        probatio.Optional("weight", default=0.5): probatio.All(
+            probatio.Coerce(float), probatio.Range(min=0.1, max=1.0)
+        ),
+    }
+)
+
+
 @callback
 def async_setup_services(hass: HomeAssistant) -> None:
     """Register the integration's actions (once, for all entries)."""
@@ -48,6 +92,87 @@ def async_setup_services(hass: HomeAssistant) -> None:
         schema=ANALYZE_SCHEMA,
         supports_response=SupportsResponse.OPTIONAL,
     )
+    for name, handler, schema in (
+        (SERVICE_SYNTHESIZE, _async_synthesize, SYNTHESIZE_SCHEMA),
+        (SERVICE_SCORE, _async_score, SCORE_SCHEMA),
+        (SERVICE_PROMOTE, _async_promote, PROMOTE_SCHEMA),
+        (SERVICE_ADD_CASE, _async_add_case, ADD_CASE_SCHEMA),
+    ):
+        hass.services.async_register(
+            DOMAIN, name, handler, schema=schema, supports_response=SupportsResponse.OPTIONAL
+        )
+
+
+async def _async_synthesize(call: ServiceCall) -> ServiceResponse:
+    body = {"count": call.data["count"], "notes": call.data["notes"]}
+    return await _lab_call(_find_lab(call), "POST", "/api/v1/prompts/synthesize", body)
+
+
+async def _async_score(call: ServiceCall) -> ServiceResponse:
+    body = {"versions": call.data.get("versions")}
+    return await _lab_call(_find_lab(call), "POST", "/api/v1/prompts/score", body)
+
+
+async def _async_promote(call: ServiceCall) -> ServiceResponse:
+    path = f"/api/v1/prompts/{call.data['version']}/promote"
+    return await _lab_call(_find_lab(call), "POST", path)
+
+
+async def _async_add_case(call: ServiceCall) -> ServiceResponse:
+    """Capture the camera's current frame as a validation case with what it should show."""
+    camera = _find_camera(call.hass, call.data[ATTR_CAMERA], None)
+    lab: PromptLab | None = camera.config_entry.runtime_data.lab
+    if lab is None or lab.teacher is None:
+        raise ServiceValidationError(translation_domain=DOMAIN, translation_key="no_teacher")
+    try:
+        frame = await camera.async_grab_frame()
+    except UpdateFailed as err:
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key=err.translation_key,
+            translation_placeholders=err.translation_placeholders,
+        ) from err
+    case = {
+        "name": call.data["name"],
+        "image": base64.b64encode(frame.jpeg).decode("ascii"),
+        "text": None,
+        "expected_keywords": call.data["expected_keywords"],
+        "forbidden_keywords": call.data["forbidden_keywords"],
+        "expected_flags": call.data["expected_flags"],
+        "weight": call.data["weight"],
+        "split": None,
+    }
+    return await _lab_call(lab, "POST", "/api/v1/validation/cases", case)
+
+
+def _find_lab(call: ServiceCall) -> PromptLab:
+    """The lab of the entry named, or of the only loaded entry with a teacher service."""
+    wanted = call.data.get(ATTR_CONFIG_ENTRY)
+    labs = [
+        entry.runtime_data.lab
+        for entry in call.hass.config_entries.async_entries(DOMAIN)
+        if entry.state is ConfigEntryState.LOADED
+        and entry.runtime_data.teacher is not None
+        and wanted in (None, entry.entry_id)
+    ]
+    if not labs:
+        raise ServiceValidationError(translation_domain=DOMAIN, translation_key="no_teacher")
+    if len(labs) > 1:
+        raise ServiceValidationError(translation_domain=DOMAIN, translation_key="choose_entry")
+    lab: PromptLab = labs[0]
+    return lab
+
+
+async def _lab_call(lab: PromptLab, method: str, path: str, body: Any = None) -> dict[str, Any]:
+    try:
+        answer = await lab.async_request(method, path, body)
+    except TeacherRequestError as err:
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="lab_request_failed",
+            translation_placeholders={"error": str(err)},
+        ) from err
+    return answer if isinstance(answer, dict) else {"result": answer}
 
 
 async def _async_analyze(call: ServiceCall) -> ServiceResponse:

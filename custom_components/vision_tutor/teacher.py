@@ -36,6 +36,10 @@ STORAGE_VERSION: Final = 1
 type SubmitOutcome = Literal["queued", "duplicate", "refused", "unavailable", "rejected"]
 
 
+class TeacherRequestError(Exception):
+    """A call to the teacher service failed; the message says why, for the user."""
+
+
 @dataclass(frozen=True, slots=True)
 class StreamEvent:
     """One Server-Sent Event of the service's stream."""
@@ -131,6 +135,26 @@ class TeacherLink:
         except (aiohttp.ClientError, TimeoutError) as err:
             _LOGGER.debug("The teacher service is unreachable: %s", err)
             return "unavailable"
+
+    async def async_call(self, method: str, path: str, body: Any = None) -> Any:
+        """A JSON call to the service's API (the prompt lab's endpoints)."""
+        try:
+            async with self._session.request(
+                method,
+                f"{self.url}{path}",
+                json=body,
+                headers=self._headers,
+                timeout=SUBMIT_TIMEOUT,
+            ) as response:
+                if response.status >= 400:
+                    try:
+                        message = (await response.json()).get("error", "")
+                    except aiohttp.ContentTypeError, ValueError, AttributeError:
+                        message = await response.text()
+                    raise TeacherRequestError(f"{response.status}: {message or response.reason}")
+                return await response.json()
+        except (aiohttp.ClientError, TimeoutError) as err:
+            raise TeacherRequestError(str(err) or type(err).__name__) from err
 
     async def async_follow_events(self) -> None:
         """Keep the event stream open for as long as the entry is loaded; reconnect on loss."""
