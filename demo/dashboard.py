@@ -1,4 +1,4 @@
-"""The demo's dashboard: the Vision Tutor card per camera, and the same cameras in built-in cards.
+"""The demo's dashboard: a Vision Tutor card per camera, the live cameras, and built-in cards.
 
 The second view is the README's "Dashboard without the custom card" example, so that example is
 known to work with the entities the integration really creates.
@@ -102,14 +102,20 @@ def dashboard(cameras: Sequence[CameraEntities], hub: Mapping[str, str]) -> dict
             "entities": [camera.confidence for camera in cameras],
         }
     )
-    overview.extend(
-        {"type": "picture-entity", "entity": camera.camera, "name": f"{camera.name} (live)"}
-        for camera in cameras
-    )
     return {
         "title": TITLE,
         "views": [
             {"title": "Cameras", "path": "cameras", "icon": "mdi:cctv", "cards": overview},
+            {
+                # What the cameras show now, beside what was last analysed on the first view.
+                "title": "Live cameras",
+                "path": "live",
+                "icon": "mdi:video-outline",
+                "cards": [
+                    {"type": "picture-entity", "entity": camera.camera, "name": camera.name}
+                    for camera in cameras
+                ],
+            },
             {
                 "title": "Built-in cards",
                 "path": "built-in",

@@ -123,7 +123,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         help="headless: wait for an escalated safety scene with the teacher's verdict, report, exit",
     )
     parser.add_argument(
-        "--port", type=int, help="Home Assistant's port (default 8123, or a free one if taken)"
+        "--port",
+        type=int,
+        help="Home Assistant's port (default 8123, or a free one if taken; 0: any free one)",
     )
     parser.add_argument(
         "--time-scale",
@@ -388,6 +390,15 @@ async def configure(demo: Demo, ha: HomeAssistant) -> None:
     began = time.monotonic()
     demo.console.step(f"Onboarding: creating the user {USERNAME!r}")
     await ha.onboard(name="Demo", username=USERNAME, password=PASSWORD)
+    # The demo's port comes from configuration.yaml, which Home Assistant 2026.10 adopts as a
+    # trial HTTP configuration that it reverts (with a restart) after five minutes unless it is
+    # confirmed. Confirm it, as its dialog would, and let the deprecation notice go: a fresh
+    # Home Assistant offers no other way to choose its port before it first starts.
+    await ha.command("http/config/promote")
+    with contextlib.suppress(HomeAssistantError):
+        await ha.command(
+            "repairs/ignore_issue", domain="http", issue_id="deprecated_yaml", ignore=True
+        )
     # The web server answers before every integration is set up (the cameras among them).
     async with demo.console.waiting("waiting for Home Assistant to finish starting"):
         deadline = time.monotonic() + 300
@@ -426,6 +437,11 @@ async def configure(demo: Demo, ha: HomeAssistant) -> None:
             raise HomeAssistantError(f"adding {camera.name} failed: {added}")
         # Each camera reloads the entry; like a person, add the next once this one is there
         # (a camera added while the entry is still reloading would wait for the next reload).
+        await find_entities(demo, ha, entry_id)
+    if not demo.options.student_url:
+        # The hub device is named after the entry: say what it is rather than a random port.
+        # (Renaming reloads the entry, so it comes after the cameras, which reload it too.)
+        await ha.command("config_entries/update", entry_id=entry_id, title="Simulated Ollama")
         await find_entities(demo, ha, entry_id)
     await add_automations(demo, ha)
     demo.console.step("Saving the dashboard")
@@ -791,8 +807,9 @@ async def watch_forever(demo: Demo, ha: HomeAssistant, port: int) -> None:
             f"second is a hazard ({hazards})."
         )
         console.line(
-            "  - 'Built-in cards': the same with Home Assistant's own cards (see the README)."
+            "  - 'Live cameras': what the cameras show now; 'Built-in cards': the analyses with"
         )
+        console.line("    Home Assistant's own cards only (the README has their YAML).")
         console.line(
             "  - The bell (notifications): alerts from the safety-alert blueprint's automations."
         )
@@ -813,6 +830,17 @@ async def watch_forever(demo: Demo, ha: HomeAssistant, port: int) -> None:
 
 async def run(options: Options, console: Console) -> int:
     began = time.monotonic()
+    if options.port == 0:
+        port = free_port()
+    elif options.check:
+        port = options.port or free_port()
+    else:
+        port = free_port(options.port or 8123)
+    if options.port and port != options.port:
+        console.error(f"port {options.port} is taken; try another with --port")
+        return 2
+    if options.port is None and port != 8123 and not options.check:
+        console.step(f"Port 8123 is taken; Home Assistant will use {port}")
     folder = options.directory or Path(tempfile.mkdtemp(prefix="vision-tutor-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
     if any(folder.iterdir()):
@@ -820,12 +848,6 @@ async def run(options: Options, console: Console) -> int:
         return 2
     demo = Demo(options, console, folder)
     console.step(f"Demo folder: {folder}")
-    port = options.port if options.check and options.port else free_port(options.port or 8123)
-    if options.port and port != options.port:
-        console.error(f"port {options.port} is taken; try another with --port")
-        return 2
-    if not options.port and port != 8123 and not options.check:
-        console.step(f"Port 8123 is taken; Home Assistant will use {port}")
     demo.ha_url = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as session:
