@@ -52,6 +52,7 @@ class PromptLab:
         self.teacher = teacher
         self.versions: list[str] = []
         self.job: LabJob | None = None
+        self._hass = hass
         self._on_change = on_change
         self._store: Store[dict[str, str]] = Store(
             hass, STORAGE_VERSION, f"{DOMAIN}.{entry_id}.active_prompt"
@@ -97,7 +98,10 @@ class PromptLab:
             return
         _LOGGER.info("The student now uses prompt %s", version)
         self.prompt.version, self.prompt.text = version, text
-        self._store.async_delay_save(lambda: {"version": version, "text": text}, 1)
+        # Saved at once, not delayed: a reload right after a promotion must find it.
+        self._hass.async_create_task(
+            self._store.async_save({"version": version, "text": text}), eager_start=True
+        )
 
     async def async_request(self, method: str, path: str, body: Any = None) -> Any:
         """A lab call through the teacher link (the actions use this)."""

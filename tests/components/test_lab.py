@@ -1,0 +1,202 @@
+"""The integration's side of the prompt lab: promoted prompts reach the student, and the lab
+actions and entities, against the real teacher service in-process."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from unittest.mock import patch
+
+import ollama
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.helpers.event import async_track_state_change_event
+
+from custom_components.vision_tutor import _dispatch_teacher_event
+from custom_components.vision_tutor.const import DOMAIN
+from custom_components.vision_tutor.prompts import STUDENT_SYSTEM_PROMPT
+from custom_components.vision_tutor.teacher import StreamEvent
+from simulator.server import RunningSimulator
+from vision_tutor_teacher.options import Options
+from vision_tutor_teacher.service import RunningService, run_service
+
+from .conftest import SceneCamera, make_entry
+from .helpers import OBSERVATION, PROMPT_VERSION, coordinator, next_frame, setup
+
+ACTIVE_PROMPT = "select.127_0_0_1_active_prompt"
+LAB_PROGRESS = "sensor.127_0_0_1_prompt_lab_progress"
+PROMOTED = "You watch a camera. Answer in JSON: summary, observations, safety_flags, confidence."
+
+
+@pytest.fixture
+async def teacher(simulator: RunningSimulator, tmp_path: Path) -> AsyncIterator[RunningService]:
+    options = Options(teacher_url=simulator.url, heartbeat_s=0.5, probe_interval_s=0.2)
+    async with run_service(options, tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+async def entry(
+    hass: HomeAssistant,
+    simulator: RunningSimulator,
+    teacher: RunningService,
+    camera: SceneCamera,
+) -> AsyncIterator[MockConfigEntry]:
+    config_entry = await setup(
+        hass, make_entry(simulator.url, teacher=(teacher.url, teacher.token))
+    )
+    yield config_entry
+    assert await hass.config_entries.async_unload(config_entry.entry_id)
+
+
+def _deliver(entry: MockConfigEntry, event: StreamEvent) -> None:
+    """Hand an event to the entry as its link to the add-on's event stream does."""
+    _dispatch_teacher_event(entry, event)
+
+
+def _promote(entry: MockConfigEntry, version: str, text: str) -> None:
+    """What the add-on's event stream delivers when a prompt is promoted."""
+    _deliver(
+        entry,
+        StreamEvent(9999, "prompt", {"version": version, "text": text, "status": "active"}),
+    )
+
+
+async def _connected(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    """Wait until the entry follows the add-on's event stream (its select becomes available)."""
+    teacher = entry.runtime_data.teacher
+    assert teacher is not None
+    if teacher.connected:
+        return
+    connected = asyncio.Event()
+
+    @callback
+    def _changed(_: Event[EventStateChangedData]) -> None:
+        if teacher.connected:
+            connected.set()
+
+    unsubscribe = async_track_state_change_event(hass, ACTIVE_PROMPT, _changed)
+    try:
+        async with asyncio.timeout(10):
+            await connected.wait()
+    finally:
+        unsubscribe()
+
+
+async def test_the_student_starts_with_the_built_in_prompt_not_the_labs_seed(
+    hass: HomeAssistant, entry: MockConfigEntry
+) -> None:
+    assert hass.states.get(PROMPT_VERSION).state == "builtin"
+    assert entry.runtime_data.prompt.text == STUDENT_SYSTEM_PROMPT
+
+
+async def test_a_promoted_prompt_is_sent_with_the_next_frame_and_shown(
+    hass: HomeAssistant, entry: MockConfigEntry, camera: SceneCamera
+) -> None:
+    _promote(entry, "v7", PROMOTED)
+    sent: list[dict[str, Any]] = []
+    chat = ollama.AsyncClient.chat
+
+    async def spy(self: ollama.AsyncClient, *args: Any, **kwargs: Any) -> Any:
+        sent.append(kwargs)
+        return await chat(self, *args, **kwargs)
+
+    with patch.object(ollama.AsyncClient, "chat", spy):
+        await coordinator(entry).async_analyse_now()
+        await hass.async_block_till_done()
+
+    system = sent[-1]["messages"][0]
+    assert system["role"] == "system"
+    assert system["content"] == PROMOTED
+    assert hass.states.get(OBSERVATION).attributes["prompt_version"] == "v7"
+    assert hass.states.get(PROMPT_VERSION).state == "v7"
+    select = hass.states.get(ACTIVE_PROMPT)
+    assert select.state == "v7"
+    assert "v7" in select.attributes["options"]
+
+
+async def test_the_promoted_prompt_survives_a_reload(
+    hass: HomeAssistant, entry: MockConfigEntry
+) -> None:
+    _promote(entry, "v7", PROMOTED)
+    await hass.async_block_till_done()
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.runtime_data.prompt.version == "v7"
+    assert entry.runtime_data.prompt.text == PROMOTED
+
+
+async def test_job_progress_is_shown_on_the_lab_sensor(
+    hass: HomeAssistant, entry: MockConfigEntry
+) -> None:
+    await _connected(hass, entry)
+    _deliver(
+        entry,
+        StreamEvent(
+            10_000,
+            "job",
+            {"job_id": "j1", "kind": "synthesize", "state": "running", "progress": 0.4},
+        ),
+    )
+    await hass.async_block_till_done()
+    state = hass.states.get(LAB_PROGRESS)
+    assert float(state.state) == 40.0
+    assert state.attributes["kind"] == "synthesize"
+    assert state.attributes["state"] == "running"
+
+
+async def test_events_that_are_not_the_labs_are_left_alone(
+    hass: HomeAssistant, entry: MockConfigEntry
+) -> None:
+    lab = entry.runtime_data.lab
+    assert lab is not None
+    assert not lab.handle_event(StreamEvent(1, "stats", {"queued": 0}))
+    # A prompt event without text is ignored rather than blanking the student's prompt.
+    lab.handle_event(StreamEvent(2, "prompt", {"version": "v9", "text": " ", "status": "active"}))
+    assert entry.runtime_data.prompt.text == STUDENT_SYSTEM_PROMPT
+
+
+async def test_lab_actions_report_what_the_service_said(
+    hass: HomeAssistant, entry: MockConfigEntry
+) -> None:
+    with pytest.raises(HomeAssistantError, match="prompt lab did not accept") as err:
+        await hass.services.async_call(
+            DOMAIN, "promote_prompt", {"version": "v404"}, blocking=True, return_response=True
+        )
+    assert err.value.translation_key == "lab_request_failed"
+
+
+async def test_lab_actions_need_a_teacher(
+    hass: HomeAssistant, simulator: RunningSimulator, camera: SceneCamera
+) -> None:
+    entry = await setup(hass, make_entry(simulator.url))
+    for action, data in (
+        ("synthesize_prompts", {}),
+        ("score_prompts", {}),
+        ("add_validation_case", {"camera": "camera.front_door", "name": "porch"}),
+    ):
+        with pytest.raises(ServiceValidationError) as err:
+            await hass.services.async_call(
+                DOMAIN, action, data, blocking=True, return_response=True
+            )
+        assert err.value.translation_key == "no_teacher"
+    assert hass.states.get(ACTIVE_PROMPT) is None
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_the_select_is_unavailable_while_the_teacher_is_away(
+    hass: HomeAssistant, entry: MockConfigEntry
+) -> None:
+    await _connected(hass, entry)
+    teacher = entry.runtime_data.teacher
+    assert teacher is not None
+    assert hass.states.get(ACTIVE_PROMPT).state == "builtin"
+    teacher._set_connected(False)
+    await hass.async_block_till_done()
+    assert hass.states.get(ACTIVE_PROMPT).state == "unavailable"
+    await next_frame(hass, entry)
