@@ -20,6 +20,7 @@ from custom_components.vision_tutor.frontend import (
     CARD_FILE,
     CARD_URL,
     async_add_card_resource,
+    async_register_card,
 )
 
 CARD_TESTS = Path(__file__).parent / "card"
@@ -78,8 +79,8 @@ async def test_an_updated_card_updates_its_resource_instead_of_adding_one(
     assert await async_setup_component(hass, "lovelace", {})
     resources = hass.data[LOVELACE_DATA].resources
     await resources.async_get_info()
-    await resources.async_create_item({"res_type": "module", "url": f"{CARD_URL}?v=old"})
     await resources.async_create_item({"res_type": "module", "url": "/local/other-card.js"})
+    await resources.async_create_item({"res_type": "module", "url": f"{CARD_URL}?v=old"})
 
     await async_add_card_resource(hass, f"{CARD_URL}?v=new")
     await async_add_card_resource(hass, f"{CARD_URL}?v=new")
@@ -96,6 +97,14 @@ async def test_yaml_dashboards_load_the_card_on_every_page(hass: HomeAssistant) 
     await async_add_card_resource(hass, f"{CARD_URL}?v=1")
     assert f"{CARD_URL}?v=1" in hass.data[DATA_EXTRA_MODULE_URL].urls
     assert await _resources(hass) == []
+
+
+async def test_without_a_web_server_the_card_is_not_served(hass: HomeAssistant) -> None:
+    """A minimal Home Assistant without `http`: nothing to serve the card with, and no error."""
+    assert getattr(hass, "http", None) is None
+    await async_register_card(hass)
+    await hass.async_block_till_done()
+    assert LOVELACE_DATA not in hass.data
 
 
 async def test_without_dashboards_nothing_is_registered(hass: HomeAssistant) -> None:
