@@ -48,6 +48,8 @@ USERNAME = "demo"
 PASSWORD = "vision-tutor"
 SCAN_INTERVAL = 5
 """Seconds between analyses of each camera (the integration's minimum)."""
+ONBOARDING_EXTRAS = frozenset({"google_translate", "met", "radio_browser"})
+"""Integrations that Home Assistant's onboarding adds on its own."""
 STUDENT_MODEL = "gemma4:e2b"
 TEACHER_MODEL = "gemma4:26b"
 
@@ -459,6 +461,12 @@ async def configure(demo: Demo, ha: HomeAssistant) -> None:
         url_path=dashboard.URL_PATH,
         config=dashboard.dashboard(demo.cameras, demo.hub),
     )
+    # Onboarding sets up a few integrations of its own (text-to-speech, weather, radio); the
+    # demo has neither their packages nor the internet they need, so they only fail. Remove them
+    # rather than leave a newcomer looking at failed integrations.
+    for entry in await ha.request("GET", "/api/config/config_entries/entry"):
+        if entry["domain"] in ONBOARDING_EXTRAS and entry["state"] != "loaded":
+            await ha.request("DELETE", f"/api/config/config_entries/entry/{entry['entry_id']}")
     # Every playlist starts again from its first (routine) scene now that it is watched.
     for camera in CAMERAS:
         await ha.request(
