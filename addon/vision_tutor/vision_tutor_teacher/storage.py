@@ -37,6 +37,8 @@ import threading
 import time
 from typing import IO, Any, Final
 
+from .lab_schema import LAB_TABLES
+
 _LOGGER = logging.getLogger(__name__)
 
 DATABASE_FILE: Final = "vision_tutor.db"
@@ -99,6 +101,7 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         value INTEGER NOT NULL
     );
     """,
+    LAB_TABLES,
 )
 
 
