@@ -894,8 +894,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         task = asyncio.current_task()
         assert task is not None
         loop = asyncio.get_running_loop()
-        # SIGTERM (e.g. from CI) stops the demo as Ctrl-C does: cleanly, in order.
+        # SIGTERM (e.g. from CI) and a closed terminal stop the demo as Ctrl-C does: cleanly,
+        # in order.
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        loop.add_signal_handler(signal.SIGHUP, task.cancel)
         return await run(options, console)
 
     try:
