@@ -68,6 +68,16 @@ class Options(BaseModel):
     agreement_threshold: float = Field(default=0.75, ge=0, le=1)
     """Summary embedding cosine at or above which the summaries count as agreeing."""
 
+    # The prompt lab.
+    lab_min_holdout: float = Field(default=0.85, ge=0, le=1)
+    """A candidate is promoted only with at least this holdout score (and lab_margin more than
+    the active prompt's)."""
+    lab_margin: float = Field(default=0.02, ge=0, le=1)
+    lab_llm_judge: bool = False
+    """Also have the teacher grade every answer (costs one teacher call per case and prompt)."""
+    lab_student_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    """A slower answer to a validation case scores as a failure; the run goes on."""
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     # Tuning knobs, not in config.yaml.
@@ -82,6 +92,20 @@ class Options(BaseModel):
     heartbeat_s: float = Field(default=15.0, gt=0)
     """A comment on an idle event stream this often, so proxies keep it open."""
     retention_interval_s: float = Field(default=3600.0, gt=0)
+    lab_concurrency: int = Field(default=2, ge=1, le=32)
+    """Student calls at once while scoring (Ollama queues beyond its OLLAMA_NUM_PARALLEL)."""
+    lab_minibatch: int = Field(default=12, ge=2, le=1000)
+    """Train cases each candidate is screened on before the survivors see the whole train set."""
+    lab_holdout_share: float = Field(default=0.3, gt=0, lt=1)
+    """Share of cases the hash assigns to the holdout split."""
+    lab_gate_sigmas: float = Field(default=1.0, ge=0, le=10)
+    """The gate also wants the gain over the active prompt to exceed this many standard errors
+    of the paired per-case differences (0 turns that off)."""
+    lab_dedup_similarity: float = Field(default=0.95, gt=0, le=1)
+    """Candidates at least this similar (embedding cosine) to another prompt are dropped."""
+    finetune_min_examples: int = Field(default=100, ge=1)
+    finetune_epsilon: float = Field(default=0.01, ge=0, le=1)
+    finetune_rounds: int = Field(default=3, ge=1, le=100)
 
     @field_validator("teacher_url")
     @classmethod
