@@ -370,4 +370,9 @@ def create_app(service: TeacherService) -> web.Application:
     app.router.add_get("/metrics", prometheus)
     app.router.add_get("/", page)
     app.router.add_get("/frames/{id}.jpg", _frame)
+    # Imported here: the lab's modules use this one's helpers.
+    from . import lab_api, lab_ui
+
+    lab_api.add_routes(app)
+    lab_ui.add_routes(app)
     return app

@@ -7,7 +7,8 @@ that reconnects with the last sequence number it saw (``?after=`` or the standar
 is read back from the log rather than from an in-memory fan-out that a disconnect would lose.
 
 Types: ``review`` (a status change), ``verdict`` (the teacher's verdict), ``stats`` (queue and
-teacher statistics, at most once per ``stats_interval_s`` and only when they changed).
+teacher statistics, at most once per ``stats_interval_s`` and only when they changed), ``prompt``
+(the prompt lab's active prompt changed) and ``job`` (a lab job's progress).
 """
 
 from __future__ import annotations

@@ -14,6 +14,28 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from . import __version__
+from .lab_models import (
+    AcceptExample,
+    ActivePrompt,
+    CaseList,
+    ExampleList,
+    FinetuneStatus,
+    ImportResult,
+    JobAccepted,
+    JobEvent,
+    JobList,
+    JobOut,
+    PromptCreate,
+    PromptEvent,
+    PromptList,
+    PromptOut,
+    ScoreRequest,
+    SuiteDocument,
+    SynthesizeRequest,
+    TaskSpec,
+    ValidationCaseIn,
+    ValidationCaseOut,
+)
 from .models import (
     Accepted,
     ErrorBody,
@@ -30,14 +52,23 @@ from .models import (
 REF: Final = "#/components/schemas/{model}"
 
 DESCRIPTION: Final = """\
-The Vision Tutor add-on's API: the teacher review queue. Every call needs
+The Vision Tutor add-on's API: the teacher review queue and the prompt lab. Every call needs
 `Authorization: Bearer <token>`; the token is generated on first start into the data directory
 (`/data/token` in the add-on) and announced to Home Assistant through Supervisor discovery.
 Requests through the Supervisor's ingress proxy reach only the web page, never the API.
 """
 
 
-_REQUEST_MODELS: Final[tuple[type[BaseModel], ...]] = (ReviewRequest, ReviewMeta)
+_REQUEST_MODELS: Final[tuple[type[BaseModel], ...]] = (
+    ReviewRequest,
+    ReviewMeta,
+    PromptCreate,
+    SynthesizeRequest,
+    ScoreRequest,
+    ValidationCaseIn,
+    SuiteDocument,
+    AcceptExample,
+)
 _RESPONSE_MODELS: Final[tuple[type[BaseModel], ...]] = (
     Accepted,
     ErrorBody,
@@ -47,6 +78,20 @@ _RESPONSE_MODELS: Final[tuple[type[BaseModel], ...]] = (
     ReviewPage,
     Stats,
     Verdict,
+    ActivePrompt,
+    PromptOut,
+    PromptList,
+    PromptEvent,
+    JobAccepted,
+    JobOut,
+    JobList,
+    JobEvent,
+    TaskSpec,
+    ValidationCaseOut,
+    CaseList,
+    ImportResult,
+    ExampleList,
+    FinetuneStatus,
 )
 
 
@@ -201,7 +246,9 @@ def _paths() -> dict[str, Any]:
                 "summary": "Server-Sent Events: every status change, verdict and statistic",
                 "description": (
                     "Each event has `id: <seq>` (a monotonic cursor), `event: review | verdict | "
-                    "stats` and JSON `data` (ReviewEvent, Verdict, Stats). Resume with "
+                    "stats | prompt | job` and JSON `data` (ReviewEvent, Verdict, Stats, "
+                    "PromptEvent: the active prompt changed, JobEvent: a lab job's progress). "
+                    "Resume with "
                     "`?after=<last seq>` or the standard `Last-Event-ID` header (which wins): "
                     "every later event arrives exactly once, in order. Without either, the stream "
                     "starts with the next event. Comment lines are heartbeats."
@@ -224,6 +271,8 @@ def _paths() -> dict[str, Any]:
                                 "review": _ref(ReviewEvent),
                                 "verdict": _ref(Verdict),
                                 "stats": _ref(Stats),
+                                "prompt": _ref(PromptEvent),
+                                "job": _ref(JobEvent),
                             },
                         },
                         "400": _error("Bad cursor."),
@@ -270,6 +319,295 @@ def _paths() -> dict[str, Any]:
     }
 
 
+def _request(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _lab_paths() -> dict[str, Any]:
+    """The prompt lab: registry, jobs, task spec, validation suite, examples, fine-tuning."""
+    version = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
+    case_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+    job_started = {
+        "202": _json(JobAccepted, "The job is queued; follow it at /api/v1/jobs/{job_id}."),
+    }
+    return {
+        "/api/v1/prompts/active": {
+            "get": {
+                "operationId": "getActivePrompt",
+                "summary": "The prompt the integration's student should use",
+                "description": (
+                    "The seed prompt (v1, a plain starting prompt) is active from the first start. "
+                    "Every change of the active prompt is also announced as a `prompt` event."
+                ),
+                "responses": _secured({"200": _json(ActivePrompt, "The active prompt.")}),
+            }
+        },
+        "/api/v1/prompts": {
+            "get": {
+                "operationId": "listPrompts",
+                "summary": "Every prompt version with its scores, newest first",
+                "responses": _secured({"200": _json(PromptList, "The registry.")}),
+            },
+            "post": {
+                "operationId": "createPrompt",
+                "summary": "Add a manual candidate",
+                "requestBody": _request(PromptCreate),
+                "responses": _secured(
+                    {
+                        "201": _json(PromptOut, "The candidate."),
+                        "400": _error("Invalid body or unknown parent."),
+                    }
+                ),
+            },
+        },
+        "/api/v1/prompts/{version}": {
+            "get": {
+                "operationId": "getPrompt",
+                "summary": "One prompt version: scores per split and method, per-case breakdown",
+                "parameters": [version],
+                "responses": _secured(
+                    {"200": _json(PromptOut, "The prompt."), "404": _error("Unknown version.")}
+                ),
+            }
+        },
+        "/api/v1/prompts/synthesize": {
+            "post": {
+                "operationId": "synthesizePrompts",
+                "summary": "The teacher writes candidates; they are scored; the gate may promote",
+                "description": (
+                    "Runs as a job: teacher references, the active prompt's scores, synthesis "
+                    "(OPRO-style meta-prompt, `format` array schema), rejection of candidates that "
+                    "drop the contract and of near-duplicates, minibatch screening, train scores "
+                    "for the survivors, holdout scores for the finalists, then the gate: the "
+                    "finalist with the best train score is promoted when its holdout score is at "
+                    "least `lab_min_holdout` and beats the active prompt's (measured again in the "
+                    "same round) by `lab_margin` and by `lab_gate_sigmas` standard errors."
+                ),
+                "requestBody": _request(SynthesizeRequest, required=False),
+                "responses": _secured({**job_started, "400": _error("Invalid body.")}),
+            }
+        },
+        "/api/v1/prompts/score": {
+            "post": {
+                "operationId": "scorePrompts",
+                "summary": "Score prompt versions (then the gate may promote)",
+                "description": (
+                    "`versions: null` scores the active prompt where its scores are stale and "
+                    "every candidate not yet scored on the current suite."
+                ),
+                "requestBody": _request(ScoreRequest, required=False),
+                "responses": _secured(
+                    {
+                        **job_started,
+                        "400": _error("Invalid body."),
+                        "404": _error("Unknown version."),
+                    }
+                ),
+            }
+        },
+        "/api/v1/prompts/{version}/promote": {
+            "post": {
+                "operationId": "promotePrompt",
+                "summary": "Make a version active by hand (logged, announced)",
+                "parameters": [version],
+                "responses": _secured(
+                    {"200": _json(PromptOut, "The now active prompt."), "404": _error("Unknown.")}
+                ),
+            }
+        },
+        "/api/v1/prompts/rollback": {
+            "post": {
+                "operationId": "rollbackPrompt",
+                "summary": "Return to the prompt active before the last promotion (logged)",
+                "responses": _secured(
+                    {
+                        "200": _json(PromptOut, "The now active prompt."),
+                        "409": _error("Nothing to roll back to."),
+                    }
+                ),
+            }
+        },
+        "/api/v1/prompts/log": {
+            "get": {
+                "operationId": "getPromptLog",
+                "summary": "Promotions and rollbacks, newest first",
+                "responses": _secured({"200": {"description": '`{"entries": [...]}`.'}}),
+            }
+        },
+        "/api/v1/jobs": {
+            "get": {
+                "operationId": "listJobs",
+                "summary": "The newest lab jobs",
+                "responses": _secured({"200": _json(JobList, "Jobs, newest first.")}),
+            }
+        },
+        "/api/v1/jobs/{job_id}": {
+            "get": {
+                "operationId": "getJob",
+                "summary": "A lab job's state, progress and result",
+                "parameters": [
+                    {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": _secured(
+                    {"200": _json(JobOut, "The job."), "404": _error("Unknown job.")}
+                ),
+            }
+        },
+        "/api/v1/task": {
+            "get": {
+                "operationId": "getTaskSpec",
+                "summary": "The task spec: what the student must do, and the output contract",
+                "responses": _secured({"200": _json(TaskSpec, "The task spec.")}),
+            },
+            "put": {
+                "operationId": "putTaskSpec",
+                "summary": "Replace the task spec (cached teacher references are dropped)",
+                "requestBody": _request(TaskSpec),
+                "responses": _secured(
+                    {"200": _json(TaskSpec, "Saved."), "400": _error("Invalid task spec.")}
+                ),
+            },
+        },
+        "/api/v1/validation/cases": {
+            "get": {
+                "operationId": "listValidationCases",
+                "summary": "The validation suite",
+                "responses": _secured({"200": _json(CaseList, "The cases.")}),
+            },
+            "post": {
+                "operationId": "addValidationCase",
+                "summary": "Add a case: a frame (base64 JPEG) or a text description",
+                "requestBody": _request(ValidationCaseIn),
+                "responses": _secured(
+                    {
+                        "201": _json(ValidationCaseOut, "The case."),
+                        "400": _error("Invalid case; the message names the field."),
+                        "409": _error("A case with this name exists."),
+                        "413": _error("The image exceeds max_image_mb."),
+                    }
+                ),
+            },
+        },
+        "/api/v1/validation/cases/{id}": {
+            "get": {
+                "operationId": "getValidationCase",
+                "summary": "One case",
+                "parameters": [case_id],
+                "responses": _secured(
+                    {"200": _json(ValidationCaseOut, "The case."), "404": _error("Unknown.")}
+                ),
+            },
+            "delete": {
+                "operationId": "deleteValidationCase",
+                "summary": "Remove a case",
+                "parameters": [case_id],
+                "responses": _secured(
+                    {"204": {"description": "Deleted."}, "404": _error("Unknown.")}
+                ),
+            },
+        },
+        "/api/v1/validation/cases/{id}/image": {
+            "get": {
+                "operationId": "getValidationCaseImage",
+                "summary": "An image case's frame",
+                "parameters": [case_id],
+                "responses": _secured(
+                    {
+                        "200": {
+                            "description": "The JPEG.",
+                            "content": {"image/jpeg": {"schema": {"type": "string"}}},
+                        },
+                        "404": _error("Unknown case, or a text case."),
+                    }
+                ),
+            }
+        },
+        "/api/v1/validation/import": {
+            "post": {
+                "operationId": "importValidationSuite",
+                "summary": "Import a suite: all or nothing",
+                "description": (
+                    "The whole document is validated first; any invalid case is a 400 naming it "
+                    "and nothing is imported. A case whose name exists replaces it, so importing "
+                    "an export again changes nothing. A `task` replaces the task spec."
+                ),
+                "requestBody": _request(SuiteDocument),
+                "responses": _secured(
+                    {
+                        "200": _json(ImportResult, "Imported."),
+                        "400": _error("Invalid suite; nothing was imported."),
+                        "413": _error("An image or the body is too large; nothing was imported."),
+                    }
+                ),
+            }
+        },
+        "/api/v1/validation/export": {
+            "get": {
+                "operationId": "exportValidationSuite",
+                "summary": "The task spec and every case (splits pinned), as import takes it",
+                "responses": _secured({"200": _json(SuiteDocument, "The suite.")}),
+            }
+        },
+        "/api/v1/examples": {
+            "get": {
+                "operationId": "listExamples",
+                "summary": "Curated examples: teacher verdicts with their frames, newest first",
+                "parameters": [
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                    }
+                ],
+                "responses": _secured(
+                    {"200": _json(ExampleList, "Examples."), "400": _error("Bad limit.")}
+                ),
+            }
+        },
+        "/api/v1/examples/{id}/accept": {
+            "post": {
+                "operationId": "acceptExample",
+                "summary": "Make an example a validation case (reference = the teacher's verdict)",
+                "parameters": [case_id],
+                "requestBody": _request(AcceptExample, required=False),
+                "responses": _secured(
+                    {
+                        "201": _json(ValidationCaseOut, "The new case."),
+                        "400": _error("Invalid overrides."),
+                        "404": _error("No such example, or its frame is no longer kept."),
+                        "409": _error("Already accepted, or the name is taken."),
+                    }
+                ),
+            }
+        },
+        "/api/v1/finetune": {
+            "get": {
+                "operationId": "getFinetuneStatus",
+                "summary": "Whether prompting has plateaued and fine-tuning is justified",
+                "responses": _secured({"200": _json(FinetuneStatus, "The status.")}),
+            }
+        },
+        "/api/v1/finetune/export.jsonl": {
+            "get": {
+                "operationId": "exportFinetuneSet",
+                "summary": "The curated examples as JSONL for SFT (chat format with images)",
+                "responses": _secured(
+                    {
+                        "200": {
+                            "description": (
+                                'One `{"messages": [system, user (image, text), assistant]}` '
+                                "object per line; the image as a data:image/jpeg;base64 URL."
+                            ),
+                            "content": {"application/jsonl": {"schema": {"type": "string"}}},
+                        }
+                    }
+                ),
+            }
+        },
+    }
+
+
 def build_spec() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -280,7 +618,7 @@ def build_spec() -> dict[str, Any]:
         },
         "servers": [{"url": "http://{host}:8765", "variables": {"host": {"default": "localhost"}}}],
         "security": [{"bearer": []}],
-        "paths": _paths(),
+        "paths": {**_paths(), **_lab_paths()},
         "components": {
             "schemas": _DEFINITIONS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

@@ -29,6 +29,7 @@ from . import __version__
 from .api import INGRESS_PROXY, RETRY_AFTER_DEFAULT_S, create_app
 from .discovery import SupervisorAccess, announce_until_done
 from .events import EventLog
+from .lab import Lab, LabModels
 from .models import Stats
 from .options import Options
 from .queue import QueuePolicy, ReviewQueue
@@ -55,6 +56,7 @@ class TeacherService:
         token: str,
         teacher: Teacher,
         supervisor: SupervisorAccess | None,
+        lab_models: LabModels,
     ) -> None:
         self.options = options
         self.data_dir = data_dir
@@ -70,6 +72,7 @@ class TeacherService:
             db, QueuePolicy(options.queue_limit, options.batch_window_ms / 1000)
         )
         self.worker = ReviewWorker(self.queue, teacher, options)
+        self.lab = Lab(db, options, lab_models)
         self._stats_wanted = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         db.on_commit(self._stats_wanted.set)
@@ -89,7 +92,15 @@ class TeacherService:
         except BaseException:
             await db.close()
             raise
-        service = cls(options, data_dir, db, token, Teacher(options, ssl_context), supervisor)
+        service = cls(
+            options,
+            data_dir,
+            db,
+            token,
+            Teacher(options, ssl_context),
+            supervisor,
+            LabModels(options, ssl_context),
+        )
         try:
             recovered = await service.queue.recover_in_flight()
             if recovered:
@@ -97,7 +108,9 @@ class TeacherService:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(FIRST_PROBE_TIMEOUT_S):
                     await service.worker.check_teacher()
+            await service.lab.start()
         except BaseException:
+            await service.lab.stop()
             await service.teacher.close()
             await db.close()
             raise
@@ -115,6 +128,7 @@ class TeacherService:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        await self.lab.stop()
         await self.teacher.close()
         await self.db.close()
 

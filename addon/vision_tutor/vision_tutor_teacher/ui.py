@@ -125,7 +125,7 @@ def render_page(
 <title>Vision Tutor</title><style>{_STYLE}</style></head>
 <body>
 <h1>Vision Tutor teacher</h1>
-<p class="muted">version {escape(version)} · {teacher}</p>
+<p class="muted">version {escape(version)} · {teacher} · <a href="lab">prompt lab</a></p>
 <div class="cards">{cards}</div>
 <h2>Queue</h2>
 {_table(("priority", "camera", "status", "attempts", "queued at", "last error"), [_queue_row(r) for r in pending], "Nothing waiting for the teacher.")}
