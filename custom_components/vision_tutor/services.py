@@ -75,8 +75,8 @@ ADD_CASE_SCHEMA = probatio.Schema(
         probatio.Optional("expected_flags", default=[]): probatio.All(
             cv.ensure_list, [probatio.In(SAFETY_FLAGS)]
         ),
-        probatio.Optional("weight", default=0.5): probatio.All(
-            probatio.Coerce(float), probatio.Range(min=0.1, max=1.0)
+        probatio.Optional("weight"): probatio.All(
+            probatio.Coerce(float), probatio.Range(min=0.5, max=1.0)
         ),
     }
 )
@@ -139,7 +139,8 @@ async def _async_add_case(call: ServiceCall) -> ServiceResponse:
         "expected_keywords": call.data["expected_keywords"],
         "forbidden_keywords": call.data["forbidden_keywords"],
         "expected_flags": call.data["expected_flags"],
-        "weight": call.data["weight"],
+        # Safety cases weigh more, as the lab's own default suite does.
+        "weight": call.data.get("weight", 1.0 if call.data["expected_flags"] else 0.5),
         "split": None,
     }
     return await _lab_call(lab, "POST", "/api/v1/validation/cases", case)

@@ -17,11 +17,13 @@ from homeassistant.core import Event, EventStateChangedData, HomeAssistant, call
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers.event import async_track_state_change_event
 
+from benchmarks.prompt_lab import scene_cases
 from custom_components.vision_tutor import _dispatch_teacher_event
 from custom_components.vision_tutor.const import DOMAIN
 from custom_components.vision_tutor.prompts import STUDENT_SYSTEM_PROMPT
 from custom_components.vision_tutor.teacher import StreamEvent
-from simulator.server import RunningSimulator
+from simulator.scenes import SceneLibrary
+from simulator.server import RunningSimulator, run_simulator
 from vision_tutor_teacher.options import Options
 from vision_tutor_teacher.service import RunningService, run_service
 
@@ -200,3 +202,62 @@ async def test_the_select_is_unavailable_while_the_teacher_is_away(
     await hass.async_block_till_done()
     assert hass.states.get(ACTIVE_PROMPT).state == "unavailable"
     await next_frame(hass, entry)
+
+
+async def test_a_lab_round_from_the_seed_promotes_a_prompt_the_student_then_uses(
+    hass: HomeAssistant, socket_enabled: None, camera: SceneCamera, tmp_path: Path
+) -> None:
+    """The issue's acceptance, end to end: action -> lab round -> promotion -> next frame."""
+    # Seed 3 is one where a single round of 8 candidates promotes (see tests/addon).
+    async with (
+        run_simulator(time_scale=0.01, seed=3) as simulator,
+        run_service(
+            Options(teacher_url=simulator.url, student_url=simulator.url, lab_concurrency=4),
+            tmp_path,
+        ) as teacher,
+    ):
+        entry = await setup(hass, make_entry(simulator.url, teacher=(teacher.url, teacher.token)))
+        lab = entry.runtime_data.lab
+        assert lab is not None
+        await lab.async_request(
+            "POST", "/api/v1/validation/import", {"cases": scene_cases(SceneLibrary.default())}
+        )
+        await _connected(hass, entry)
+
+        promoted = asyncio.Event()
+
+        @callback
+        def _version_changed(event: Event[EventStateChangedData]) -> None:
+            new = event.data["new_state"]
+            if new is not None and new.state not in ("builtin", "unavailable"):
+                promoted.set()
+
+        unsubscribe = async_track_state_change_event(hass, PROMPT_VERSION, _version_changed)
+        job = await hass.services.async_call(
+            DOMAIN, "synthesize_prompts", {"count": 8}, blocking=True, return_response=True
+        )
+        assert job is not None
+        assert job["job_id"]
+        try:
+            async with asyncio.timeout(60):
+                await promoted.wait()
+        finally:
+            unsubscribe()
+
+        version = hass.states.get(PROMPT_VERSION).state
+        active = await lab.async_request("GET", f"/api/v1/prompts/{version}")
+        assert active["status"] == "active"
+        assert active["parent"] == "v1"
+        sent: list[dict[str, Any]] = []
+        chat = ollama.AsyncClient.chat
+
+        async def spy(self: ollama.AsyncClient, *args: Any, **kwargs: Any) -> Any:
+            sent.append(kwargs)
+            return await chat(self, *args, **kwargs)
+
+        with patch.object(ollama.AsyncClient, "chat", spy):
+            await coordinator(entry).async_analyse_now()
+            await hass.async_block_till_done()
+        assert sent[-1]["messages"][0]["content"] == active["text"]
+        assert hass.states.get(OBSERVATION).attributes["prompt_version"] == version
+        assert await hass.config_entries.async_unload(entry.entry_id)
