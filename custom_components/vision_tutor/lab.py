@@ -14,6 +14,7 @@ import logging
 from typing import Any, Final
 
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.storage import Store
 
 from .const import DOMAIN
@@ -53,6 +54,7 @@ class PromptLab:
         self.versions: list[str] = []
         self.job: LabJob | None = None
         self._hass = hass
+        self._entry_id = entry_id
         self._on_change = on_change
         self._store: Store[dict[str, str]] = Store(
             hass, STORAGE_VERSION, f"{DOMAIN}.{entry_id}.active_prompt"
@@ -77,7 +79,34 @@ class PromptLab:
         active = next((p for p in prompts if p.get("status") == "active"), None)
         if active and active.get("source") != SEED_SOURCE:
             self._use(str(active["version"]), str(active["text"]))
+        await self.async_check_finetune()
         self._on_change()
+
+    async def async_check_finetune(self) -> None:
+        """Say in Repairs when the lab finds prompting has plateaued and fine-tuning is justified."""
+        if self.teacher is None:
+            return
+        try:
+            status = await self.teacher.async_call("GET", "/api/v1/finetune")
+        except TeacherRequestError as err:
+            _LOGGER.debug("Could not ask the lab about fine-tuning: %s", err)
+            return
+        issue_id = f"finetune_ready_{self._entry_id}"
+        if status.get("ready"):
+            ir.async_create_issue(
+                self._hass,
+                DOMAIN,
+                issue_id,
+                is_fixable=False,
+                severity=ir.IssueSeverity.WARNING,
+                translation_key="finetune_ready",
+                translation_placeholders={
+                    "examples": str(status.get("examples", "")),
+                    "url": f"{self.teacher.url}/api/v1/finetune/export.jsonl",
+                },
+            )
+        else:
+            ir.async_delete_issue(self._hass, DOMAIN, issue_id)
 
     def handle_event(self, event: StreamEvent) -> bool:
         """Apply a `prompt` or `job` event; False for events that are not the lab's."""
@@ -90,6 +119,9 @@ class PromptLab:
             return True
         if event.type == "job":
             self.job = _job(event.data)
+            if self.job.state == "done":
+                # A finished round may be the one that shows prompting has plateaued.
+                self._hass.async_create_task(self.async_check_finetune(), eager_start=True)
             return True
         return False
 

@@ -15,6 +15,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.event import async_track_state_change_event
 
 from benchmarks.prompt_lab import scene_cases
@@ -261,3 +262,63 @@ async def test_a_lab_round_from_the_seed_promotes_a_prompt_the_student_then_uses
         assert sent[-1]["messages"][0]["content"] == active["text"]
         assert hass.states.get(OBSERVATION).attributes["prompt_version"] == version
         assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_a_plateaued_lab_says_fine_tuning_is_justified_in_repairs(
+    hass: HomeAssistant,
+    socket_enabled: None,
+    camera: SceneCamera,
+    library: SceneLibrary,
+    tmp_path: Path,
+    issue_registry: ir.IssueRegistry,
+) -> None:
+    """One curated example and one round are the whole history here (the rule's thresholds are
+    options of the add-on); the integration raises the notice when the round is done."""
+    options = Options(
+        teacher_url="http://127.0.0.1:1",  # replaced below
+        finetune_min_examples=1,
+        finetune_rounds=1,
+        finetune_epsilon=1.0,
+        lab_concurrency=4,
+        batch_window_ms=0,
+    )
+    async with run_simulator(time_scale=0.01, seed=3) as simulator:
+        options = options.model_copy(
+            update={"teacher_url": simulator.url, "student_url": simulator.url}
+        )
+        async with run_service(options, tmp_path) as teacher:
+            entry = await setup(
+                hass, make_entry(simulator.url, teacher=(teacher.url, teacher.token))
+            )
+            issue_id = f"finetune_ready_{entry.entry_id}"
+            lab = entry.runtime_data.lab
+            assert lab is not None
+            await _connected(hass, entry)
+            assert issue_registry.async_get_issue(DOMAIN, issue_id) is None
+
+            # A teacher verdict on an escalated frame is the curated example.
+            fire = next(s for s in library.scenes if s.safety_flags == ("fire",))
+            camera.show(fire.id)
+            reviewed = asyncio.Event()
+            unsubscribe = hass.bus.async_listen(
+                "vision_tutor_teacher_review", callback(lambda _: reviewed.set())
+            )
+            await coordinator(entry).async_analyse_now()
+            async with asyncio.timeout(30):
+                await reviewed.wait()
+            unsubscribe()
+
+            await lab.async_request(
+                "POST", "/api/v1/validation/import", {"cases": scene_cases(library)}
+            )
+            await hass.services.async_call(
+                DOMAIN, "synthesize_prompts", {"count": 2}, blocking=True, return_response=True
+            )
+            async with asyncio.timeout(60):
+                while issue_registry.async_get_issue(DOMAIN, issue_id) is None:
+                    await hass.async_block_till_done()
+                    await asyncio.sleep(0.05)
+            issue = issue_registry.async_get_issue(DOMAIN, issue_id)
+            assert issue.translation_key == "finetune_ready"
+            assert issue.translation_placeholders["url"].endswith("/api/v1/finetune/export.jsonl")
+            assert await hass.config_entries.async_unload(entry.entry_id)
