@@ -117,6 +117,8 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
 
 async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) -> bool:
     """Connect to the student host and start one coordinator per camera."""
+    # First, so a camera added while the entry is (re)loading still triggers a reload.
+    entry.async_on_unload(entry.add_update_listener(_async_reload_on_change))
     client = create_client(entry.data[CONF_STUDENT_URL])
     host = HostCoordinator(hass, entry, client)
     # The entry is the host: if it does not answer, retry the whole entry later.
@@ -187,7 +189,6 @@ async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) 
             hass, teacher.async_follow_events(), f"{DOMAIN} teacher events"
         )
         entry.async_create_background_task(hass, data.lab.async_sync(), f"{DOMAIN} lab sync")
-    entry.async_on_unload(entry.add_update_listener(_async_reload_on_change))
     return True
 
 

@@ -50,4 +50,7 @@ class SafetyEventEntity(CameraEntity, EventEntity):
                 self._trigger_event(
                     event.type, {"flags": list(event.flags), "confidence": event.confidence}
                 )
+                # One state per event: an automation on this entity sees each of them, e.g.
+                # hazard_detected and teacher_confirmed arriving together.
+                self.async_write_ha_state()
         super()._handle_coordinator_update()

@@ -15,6 +15,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, async_
 
 from homeassistant.const import STATE_ON
 from homeassistant.core import Event, HomeAssistant, callback
+from homeassistant.helpers.event import async_track_state_change_event
 
 from custom_components.vision_tutor.const import (
     EVENT_ESCALATION,
@@ -96,6 +97,12 @@ async def test_a_safety_frame_is_confirmed_by_the_teacher(
         await hass.async_block_till_done()
         safety_events = async_capture_events(hass, EVENT_SAFETY)
         escalations = async_capture_events(hass, EVENT_ESCALATION)
+        entity_events: list[str] = []
+        unsubscribe = async_track_state_change_event(
+            hass,
+            "event.front_door_safety_event",
+            callback(lambda e: entity_events.append(e.data["new_state"].attributes["event_type"])),
+        )
 
         camera.show(fire.id)
         reviewed = asyncio.ensure_future(
@@ -119,6 +126,9 @@ async def test_a_safety_frame_is_confirmed_by_the_teacher(
             "hazard_detected",
             "teacher_confirmed",
         ]
+        # The event entity shows each of them, so automations on it see both.
+        unsubscribe()
+        assert entity_events[-2:] == ["hazard_detected", "teacher_confirmed"]
         assert hass.states.get(QUEUE_DEPTH).state == "0"
 
         assert await hass.config_entries.async_unload(entry.entry_id)
