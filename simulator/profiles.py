@@ -80,7 +80,7 @@ class SimulatorConfig:
     """Requests served at once, like OLLAMA_NUM_PARALLEL."""
     max_queue: int = 512
     """Requests waiting for a slot before 503, like OLLAMA_MAX_QUEUE."""
-    version: str = "0.13.0"
+    version: str = "0.24.0"
 
     def model(self, name: str) -> ModelProfile | None:
         """Find a model by name, accepting a missing ``:latest`` tag as Ollama does."""

@@ -7,8 +7,6 @@ status codes and their exact texts. The integration talks to this server through
 ``ollama`` client and must later work unchanged against a real Ollama, so where the two could
 differ the simulator copies Ollama. The deliberate differences:
 
-* Images sent to a model without the "vision" capability are a 400 (``"X" does not support
-  vision``); Ollama 0.13 silently drops them, which would hide a misconfigured student.
 * A ``format`` that is neither "json" nor a schema object fails (500, Ollama's text) before any
   output; Ollama fails the same way, but a thinking model streams its thinking first.
 * Durations (total, load, prompt_eval, eval) are the real, time-scaled ones: at time scale
@@ -75,6 +73,14 @@ RUNNER_STOPPED: Final = (
 RUNNER_EOF: Final = "an error was encountered while running the model: unexpected EOF"
 """What Ollama streams when the runner dies mid-answer; used for injected mid-stream errors."""
 NO_EMBEDDINGS: Final = "this model does not support embeddings"
+NO_IMAGE_INPUT: Final = (
+    "Failed to create new sequence: failed to process inputs: "
+    "this model is missing data required for image input"
+)
+MULTIMODAL_FAMILIES: Final = frozenset(
+    {"gemma3", "gemma4", "llama4", "mllama", "qwen25vl", "qwen3vl", "qwen3next", "lfm2"}
+)
+"""Architectures whose Go implementation takes images (model.MultimodalProcessor in 0.24.0)."""
 CONTEXT_EXCEEDED: Final = "input exceeds maximum context length"
 THINK_TYPES: Final = 'think must be a boolean or string ("high", "medium", "low", true, or false)'
 
@@ -369,11 +375,22 @@ class Body:
         return tuple(decoded)
 
 
+_GO_SCANNER_CONTEXT: Final = {
+    "Expecting value": "looking for beginning of value",
+    "Expecting property name enclosed in double quotes": "looking for beginning of object key string",
+    "Expecting ':' delimiter": "after object key",
+    "Expecting ',' delimiter": "after object key:value pair",
+    "Extra data": "after top-level value",
+}
+"""Python's decoder messages and the context Go's scanner names for the same stray character."""
+
+
 def _json_syntax_error(err: json.JSONDecodeError) -> str:
-    """Go's wording for the two common syntax errors: truncated JSON and a stray character."""
+    """Go's wording for the common syntax errors: truncated JSON and a stray character."""
     if err.pos >= len(err.doc):
         return "unexpected EOF"
-    return f"invalid character {err.doc[err.pos]!r} looking for beginning of value"
+    context = _GO_SCANNER_CONTEXT.get(err.msg, "looking for beginning of value")
+    return f"invalid character {err.doc[err.pos]!r} {context}"
 
 
 _BASE64_ALPHABET = re.compile(r"[^A-Za-z0-9+/=]")
@@ -1156,8 +1173,14 @@ def show_body(profile: ModelProfile, modified_at: float) -> Json:
     }
     if parameter_lines:
         body["parameters"] = "\n".join(parameter_lines)
-    if "vision" in profile.capabilities:
-        body["projector_info"] = {"general.architecture": "clip", "clip.has_vision_encoder": True}
+    # Ollama 0.24 lists the model file's tensors (name, ggml type, shape). Gemma 3 and 4 vision
+    # models are single files for its own engine, so there is no projector_info: that appears
+    # only for the older projector-file models.
+    width = _embedding_length(profile)
+    body["tensors"] = [
+        {"name": "output_norm.weight", "type": "F32", "shape": [width]},
+        {"name": "token_embd.weight", "type": profile.quantization_level, "shape": [width, 262144]},
+    ]
     return body
 
 
@@ -1202,13 +1225,12 @@ async def generate_reply(
     think = resolve_think(profile, params)
     if "completion" not in profile.capabilities:
         raise ApiError(400, does_not_support(params.model, endpoint))
-    if params.has_images and "vision" not in profile.capabilities:
-        # Ollama itself would quietly drop the images; a loud 400 catches misconfiguration.
-        raise ApiError(400, does_not_support(params.model, "vision"))
-
+    messages = params.messages
     async with sim.inference(profile, params.keep_alive, params.options, started) as session:
         if params.load_only:
             return web.json_response(writer.done("load"))
+        if params.has_images and "vision" not in profile.capabilities:
+            messages = images_to_a_text_model(profile, messages)
         if isinstance(params.think, str):
             raise ApiError(
                 400, f"think value {go_quote(params.think)} is not supported for this model"
@@ -1218,7 +1240,7 @@ async def generate_reply(
         completion = await sim.complete(
             profile,
             CompletionRequest(
-                messages=params.messages,
+                messages=messages,
                 format=response_format,
                 options=params.options,
                 think=think,
@@ -1226,6 +1248,21 @@ async def generate_reply(
         )
         reply = plan_reply(completion, profile, params.options, sim.config.time_scale)
         return await send_reply(request, sim, writer, reply, session)
+
+
+def images_to_a_text_model(
+    profile: ModelProfile, messages: tuple[ChatMessage, ...]
+) -> tuple[ChatMessage, ...]:
+    """What Ollama 0.24 does with images for a model without vision: it depends on the engine.
+
+    An architecture its own engine can run with images (gemma3, gemma4, ...) fails in the
+    runner when the model file has no vision weights; any other model gets the prompt with the
+    image tags as plain text: the images are silently dropped (runner/ollamarunner/runner.go,
+    ``inputs``).
+    """
+    if profile.family in MULTIMODAL_FAMILIES:
+        raise ApiError(500, NO_IMAGE_INPUT)
+    return tuple(replace(message, images=()) for message in messages)
 
 
 def embed_inputs(value: object) -> list[str]:
@@ -1278,7 +1315,8 @@ async def handle_embed(request: web.Request) -> web.Response:
         if not texts:  # nothing to embed: Ollama only loads the model
             return web.json_response({"model": name, "embeddings": []})
         if "embedding" not in profile.capabilities:
-            raise ApiError(500, NO_EMBEDDINGS)
+            # The runner's 501 passes through /api/embed (the legacy route below makes it a 500).
+            raise ApiError(501, NO_EMBEDDINGS)
         texts, token_count = fit_context(texts, context_window(profile, options), truncate)
         await sim.strike(session)
         vectors, latency_s = await sim.embed(profile, texts)
@@ -1407,7 +1445,10 @@ async def ollama_middleware(request: web.Request, handler: Handler) -> web.Strea
     except web.HTTPException as err:  # from aiohttp: no route, wrong method, body too large
         status = err.status
         if status in GIN_ROUTING_ERRORS:
-            return web.Response(status=status, text=GIN_ROUTING_ERRORS[status])
+            # gin writes these as bare text/plain, without a charset.
+            return web.Response(
+                status=status, body=GIN_ROUTING_ERRORS[status].encode(), content_type="text/plain"
+            )
         return error_response(status, err.reason)
     except Exception as err:
         _LOGGER.exception("Unexpected error answering %s %s", request.method, request.path)

@@ -8,14 +8,17 @@ name, a format that is neither "json" nor a schema), the request goes over raw H
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from typing import Any
 
 import httpx
 import ollama
 import pytest
 
+from simulator.profiles import ModelProfile
 from simulator.scenes import SceneLibrary
-from tests.simulator.conftest import EMBEDDER, STUDENT, TEACHER, TEXT_ONLY
+from simulator.server import run_simulator
+from tests.simulator.conftest import EMBEDDER, STUDENT, TEACHER, TEXT_ONLY, make_config
 
 USER = {"role": "user", "content": "What do you see?"}
 
@@ -103,12 +106,34 @@ async def test_think_levels_are_refused_as_ollama_does_for_non_harmony_models(
     )
 
 
-async def test_images_to_a_model_without_vision_are_400(
+async def test_images_to_a_gemma_model_without_vision_fail_in_the_runner(
     client: ollama.AsyncClient, scenes: SceneLibrary
 ) -> None:
+    # Ollama 0.24's own engine runs gemma3 with images, so a file without vision weights fails.
     error = await raises(client.chat(TEXT_ONLY, [with_image(scenes)]))
 
-    assert (error.status_code, error.error) == (400, '"textonly:1b" does not support vision')
+    assert (error.status_code, error.error) == (
+        500,
+        "Failed to create new sequence: failed to process inputs: "
+        "this model is missing data required for image input",
+    )
+
+
+async def test_images_to_another_text_model_are_silently_dropped(
+    socket_enabled: None, scenes: SceneLibrary
+) -> None:
+    # Any other architecture gets the image tags as text: the model answers without the image.
+    llama = ModelProfile(
+        name="llama3.2:1b", role="student", capabilities=("completion",), family="llama"
+    )
+    config = make_config()
+    config = replace(config, models={**config.models, llama.name: llama})
+    async with run_simulator(config, scenes=scenes) as sim:
+        client = ollama.AsyncClient(host=sim.url)
+        with_frame = await client.chat(llama.name, [with_image(scenes)], options={"seed": 1})
+        without = await client.chat(llama.name, [USER], options={"seed": 1})
+
+    assert with_frame.message.content == without.message.content
 
 
 async def test_an_embedding_model_cannot_chat_or_generate(client: ollama.AsyncClient) -> None:
@@ -123,10 +148,10 @@ async def test_an_embedding_model_cannot_chat_or_generate(client: ollama.AsyncCl
 
 
 async def test_a_chat_model_cannot_embed(client: ollama.AsyncClient) -> None:
-    # Ollama 0.13 only finds out in the runner, which answers with a plain error: a 500.
+    # Ollama only finds out in the runner, whose 501 passes through /api/embed.
     error = await raises(client.embed(STUDENT, "hello"))
 
-    assert (error.status_code, error.error) == (500, "this model does not support embeddings")
+    assert (error.status_code, error.error) == (501, "this model does not support embeddings")
 
 
 # --- Invalid requests ----------------------------------------------------------------------------
