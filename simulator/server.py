@@ -1,7 +1,7 @@
 """The simulator's HTTP layer: an Ollama-compatible server over the scripted models.
 
 Everything a client can observe follows Ollama's own server (``server/routes.go`` and
-``api/types.go`` at the version in ``SimulatorConfig.version``, 0.13.0 by default): routes,
+``api/types.go`` at the version in ``SimulatorConfig.version``, 0.24.0 by default): routes,
 field names, NDJSON streaming, durations in nanoseconds, error bodies ``{"error": "..."}``, their
 status codes and their exact texts. The integration talks to this server through the official
 ``ollama`` client and must later work unchanged against a real Ollama, so where the two could
@@ -56,7 +56,7 @@ type Endpoint = Literal["chat", "generate"]
 type Json = dict[str, Any]
 
 # --- Ollama's error texts -------------------------------------------------------------------
-# Verified against ollama/ollama v0.13.0: server/routes.go (handlers and handleScheduleError),
+# Verified against ollama/ollama v0.24.0 (and by tests/ollama against a real server): server/routes.go (handlers and handleScheduleError),
 # server/sched.go (ErrMaxQueue), llm/server.go (runner failures, format validation),
 # runner/ollamarunner/runner.go (embeddings) and api/types.go (JSON binding of durations, think).
 
@@ -132,7 +132,7 @@ FOREVER: Final = math.inf
 """A negative keep_alive keeps the model loaded indefinitely."""
 _GO_MAX_DURATION_S: Final = (2**63 - 1) / 1e9
 DEFAULT_NUM_CTX: Final = 4096
-"""Ollama 0.13's default context window (OLLAMA_CONTEXT_LENGTH)."""
+"""Ollama's default context window on a CPU-only machine (OLLAMA_CONTEXT_LENGTH)."""
 
 
 def nanoseconds(seconds: float) -> int:
@@ -491,10 +491,13 @@ class GenerationParams:
 
 
 class Scheduler:
-    """``num_parallel`` requests run at once, ``max_queue`` more may wait, the rest get 503.
+    """``num_parallel`` requests run at once; only requests that need a model load can be refused.
 
-    Ollama rejects a request at once when its pending queue is full (OLLAMA_MAX_QUEUE) rather
-    than letting clients pile up, which is the behaviour the integration's backoff must meet.
+    As in Ollama 0.24 (server/sched.go, ``GetRunner``): a request for a model that is already
+    loaded goes straight to its runner and waits there for a slot, however many wait with it; a
+    request that needs its model loaded goes through the scheduler, which works on one at a time
+    while at most ``max_queue`` more wait in its channel, and a request beyond that gets the 503
+    at once ("server busy ... maximum pending requests exceeded").
     """
 
     def __init__(self, num_parallel: int, max_queue: int) -> None:
@@ -502,6 +505,7 @@ class Scheduler:
         self.max_queue = max(0, max_queue)
         self._slots = asyncio.Semaphore(self.num_parallel)
         self._admitted = 0
+        self._pending = 0
         self.running = 0
 
     @property
@@ -509,19 +513,23 @@ class Scheduler:
         return self._admitted - self.running
 
     @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Wait for a free slot; raise the 503 at once if the queue is already full."""
-        if self._admitted >= self.num_parallel + self.max_queue:
+    async def slot(self, needs_load: bool) -> AsyncIterator[None]:
+        """Wait for a free slot; for a model that must be loaded, 503 at once if none can wait."""
+        if needs_load and self._pending >= 1 + self.max_queue:
             raise ApiError(503, SERVER_BUSY)
         self._admitted += 1
+        self._pending += needs_load
         try:
             async with self._slots:
+                self._pending -= needs_load
+                needs_load = False
                 self.running += 1
                 try:
                     yield
                 finally:
                     self.running -= 1
         finally:
+            self._pending -= needs_load
             self._admitted -= 1
 
 
@@ -554,6 +562,11 @@ class Residency:
         for name, resident in list(self._resident.items()):
             if resident.users == 0 and resident.expires_at <= now:
                 del self._resident[name]
+
+    def is_loaded(self, profile: ModelProfile) -> bool:
+        """In memory now (requests for it bypass the scheduler's queue)."""
+        self._expire()
+        return profile.name in self._resident
 
     def loaded(self) -> list[Resident]:
         """Loaded models, longest remaining lifetime first (as /api/ps sorts them)."""
@@ -718,7 +731,7 @@ class Simulator:
         counters.model_requests[profile.name] += 1
         session = Session(number=counters.requests, started=started)
         try:
-            async with self.scheduler.slot():
+            async with self.scheduler.slot(needs_load=not self.residency.is_loaded(profile)):
                 session.load_s = await self.residency.acquire(
                     profile, keep_alive, context_window(profile, options)
                 )

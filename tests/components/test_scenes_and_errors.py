@@ -254,14 +254,17 @@ async def test_a_server_error_is_a_student_error(
 async def test_a_busy_server_is_a_student_error(
     hass: HomeAssistant, socket_enabled: None, camera: SceneCamera, library: SceneLibrary
 ) -> None:
-    """Ollama answers 503 at once when its queue is full (here: one slot, no queue)."""
+    """Ollama answers 503 at once when a model must be loaded and its scheduler is full."""
     async with run_simulator(time_scale=0.01, seed=1234, num_parallel=1, max_queue=0) as busy:
         entry = await setup(hass, make_entry(busy.url))
         escalations = async_capture_events(hass, EVENT_ESCALATION)
-        # Someone else's long request holds the only slot.
+        client = ollama.AsyncClient(host=busy.url)
+        # The student was unloaded (keep_alive 0), someone else's long request holds the only
+        # slot, and another model's first request is already waiting in the scheduler.
+        await client.generate(model="gemma4:e2b", keep_alive=0)
         busy.set_faults("gemma4:26b", Faults(stall_s=0.5))
         other = asyncio.ensure_future(
-            ollama.AsyncClient(host=busy.url).chat(
+            client.chat(
                 model="gemma4:26b", messages=[{"role": "user", "content": "hello"}], think=False
             )
         )
@@ -270,12 +273,19 @@ async def test_a_busy_server_is_a_student_error(
                 break
             await asyncio.sleep(0.01)
         assert busy.stats.running == 1
+        waiting = asyncio.ensure_future(client.embed(model="embeddinggemma", input="x"))
+        for _ in range(500):
+            if busy.stats.queued:
+                break
+            await asyncio.sleep(0.01)
+        assert busy.stats.queued == 1
 
         camera.show(routine(library, 1).id)
         await next_frame(hass, entry)
         _assert_student_error(hass, escalations, "answered 503: server busy")
         assert busy.stats.rejected_busy == 1
         await other
+        await waiting
         assert await hass.config_entries.async_unload(entry.entry_id)
 
 

@@ -1,6 +1,6 @@
 """Errors come back as Ollama sends them: status code, JSON body, exact text.
 
-Texts verified against ollama/ollama v0.13.0 (server/routes.go, server/sched.go,
+Texts verified against ollama/ollama v0.24.0 (server/routes.go, server/sched.go,
 llm/server.go, api/types.go). Where the Ollama client refuses to send a request (an empty model
 name, a format that is neither "json" nor a schema), the request goes over raw HTTP.
 """

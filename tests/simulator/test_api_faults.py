@@ -195,7 +195,30 @@ async def test_a_stall_makes_a_client_with_a_short_timeout_time_out(
     assert (await client.chat(STUDENT, USER, think=False)).done
 
 
-async def test_a_full_queue_is_503_at_once(start_simulator: SimulatorFactory) -> None:
+async def test_requests_for_a_loaded_model_wait_and_are_never_refused(
+    start_simulator: SimulatorFactory,
+) -> None:
+    async with (
+        start_simulator(num_parallel=1, max_queue=0) as sim,
+        ollama.AsyncClient(host=sim.url) as client,
+    ):
+        sim.set_faults(STUDENT, Faults(stall_s=0.3))
+        running = asyncio.create_task(client.generate(STUDENT, "first", think=False))
+        await eventually(lambda: sim.stats.running == 1)
+        # The student is loaded now: Ollama hands its requests to the runner, which queues them.
+        waiting = [
+            asyncio.create_task(client.generate(STUDENT, f"more {n}", think=False))
+            for n in range(3)
+        ]
+        await eventually(lambda: sim.stats.queued == 3)
+        answers = [await answer for answer in [running, *waiting]]
+        assert all(answer.done for answer in answers)
+        assert sim.stats.rejected_busy == 0
+
+
+async def test_a_full_scheduler_queue_refuses_models_that_need_loading_at_once(
+    start_simulator: SimulatorFactory,
+) -> None:
     async with (
         start_simulator(num_parallel=1, max_queue=1) as sim,
         ollama.AsyncClient(host=sim.url) as client,
@@ -203,18 +226,21 @@ async def test_a_full_queue_is_503_at_once(start_simulator: SimulatorFactory) ->
         sim.set_faults(STUDENT, Faults(stall_s=0.5))
         running = asyncio.create_task(client.generate(STUDENT, "first", think=False))
         await eventually(lambda: sim.stats.running == 1)
-        waiting = asyncio.create_task(client.generate(STUDENT, "second", think=False))
-        await eventually(lambda: sim.stats.queued == 1)
+        # The teacher is not loaded: its requests wait in the scheduler, one being scheduled and
+        # max_queue more; the next is refused without waiting.
+        scheduled = asyncio.create_task(client.generate(TEACHER, "second", think=False))
+        queued = asyncio.create_task(client.generate(TEACHER, "third", think=False))
+        await eventually(lambda: sim.stats.queued == 2)
 
         started = time.monotonic()
-        error = await raises(client.generate(STUDENT, "third", think=False))
+        error = await raises(client.generate(TEACHER, "fourth", think=False))
 
         assert (error.status_code, error.error) == (503, SERVER_BUSY)
         assert time.monotonic() - started < 0.25  # rejected, not queued
-        assert (await running).done
-        assert (await waiting).done
+        answers = [await answer for answer in (running, scheduled, queued)]
+        assert all(answer.done for answer in answers)
         assert sim.stats.rejected_busy == 1
-        assert sim.stats.served == 2
+        assert sim.stats.served == 3
 
 
 async def test_model_management_never_waits_for_a_slot(start_simulator: SimulatorFactory) -> None:
@@ -231,8 +257,13 @@ async def test_model_management_never_waits_for_a_slot(start_simulator: Simulato
         await client.ps()
         await client.show(TEACHER)
         assert time.monotonic() - started < 0.3
-        assert (await raises(client.embed(EMBEDDER, "x"))).status_code == 503
+        # The embedding model is not loaded: its request waits in the scheduler, and with no
+        # queue a second model that needs loading is refused.
+        embedding = asyncio.create_task(client.embed(EMBEDDER, "x"))
+        await eventually(lambda: sim.stats.queued == 1)
+        assert (await raises(client.generate(TEACHER, "y", think=False))).status_code == 503
         await busy
+        assert (await embedding).embeddings
 
 
 async def test_num_parallel_requests_run_at_once(start_simulator: SimulatorFactory) -> None:
