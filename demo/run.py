@@ -18,7 +18,7 @@ import argparse
 import asyncio
 from collections.abc import Mapping, Sequence
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import json
 import os
 from pathlib import Path
@@ -37,6 +37,8 @@ from demo import dashboard
 from demo.console import Console
 from demo.home_assistant import HomeAssistant, HomeAssistantError
 from demo.processes import Service, ServiceFailed, start
+from realollama.models import STUDENT as REAL_STUDENT, TEACHER as REAL_TEACHER, ensure_models
+from realollama.server import run_ollama
 from simulator.scenes import SceneLibrary, export
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,6 +114,7 @@ class Options:
     teacher_model: str
     keep: bool
     directory: Path | None
+    real_ollama: bool = False
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Options:
@@ -153,6 +156,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument(
         "--teacher-url", help="a real Ollama for the teacher (default: the student's)"
     )
+    parser.add_argument(
+        "--real-ollama",
+        action="store_true",
+        help="the tests' real Ollama (built from source by scripts/setup) with its small real "
+        "and generated models, instead of the simulator",
+    )
     parser.add_argument("--student-model", default=STUDENT_MODEL)
     parser.add_argument("--teacher-model", default=TEACHER_MODEL)
     parser.add_argument(
@@ -177,6 +186,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         teacher_model=args.teacher_model,
         keep=args.keep or args.dir is not None,
         directory=args.dir,
+        real_ollama=args.real_ollama,
     )
 
 
@@ -901,7 +911,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return await run(options, console)
 
     try:
-        return asyncio.run(runner())
+        with contextlib.ExitStack() as stack:
+            if options.real_ollama:
+                console.step("Starting the real Ollama of the tests (the first run builds it)")
+                server = stack.enter_context(run_ollama())
+                ensure_models(server.url, log=console.step)
+                options = replace(
+                    options,
+                    student_url=server.url,
+                    student_model=REAL_STUDENT,
+                    teacher_model=REAL_TEACHER,
+                )
+            return asyncio.run(runner())
     except KeyboardInterrupt, asyncio.CancelledError:
         console.line("Stopped.")
         return 130

@@ -32,10 +32,10 @@ from .tiny_gguf import GEMMA3_PARAMETERS, GEMMA3_TEMPLATE, GEMMA4_PARAMETERS
 
 _LOGGER = logging.getLogger(__name__)
 
-STUDENT = "vt-student:gemma4-tiny-r1"
-TEACHER = "vt-teacher:gemma3-graft-r1"
-TEXT = "vt-text:gemma3-270m-r1"
-EMBED = "vt-embed:all-minilm-r1"
+STUDENT = "vt-student:gemma4-tiny-r2"
+TEACHER = "vt-teacher:gemma3-graft-r2"
+TEXT = "vt-text:gemma3-270m-r2"
+EMBED = "vt-embed:all-minilm-r2"
 
 # Deterministic: the teacher tests give the base 270M an example answer in the system prompt, which
 # it copies at temperature 0 (without one it loops inside the JSON until num_predict cuts it off).
