@@ -182,11 +182,12 @@ class CameraPipeline:
             audit_draw=self._rng.random(),
         )
         # Keywords in the words count like flags: "flames near the curtains" with no flag is
-        # still a flagged frame.
+        # still a flagged frame (a negated "no flames" is not). An unreadable answer is neither
+        # flagged nor clean, unless it names a hazard anyway: then that is its evidence.
         flags = (
             (*result.safety_flags, *decision.safety_hits)
             if isinstance(result, Observation)
-            else None
+            else decision.safety_hits or None
         )
         safety = self.window.add_frame(flags, now)
         self._keep_watching = flags is None or bool(flags) or safety.on
