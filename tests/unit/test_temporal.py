@@ -141,7 +141,9 @@ def test_different_flags_in_k_frames_turn_it_on_with_both() -> None:
 def test_a_teacher_confirmed_flag_is_shown_until_it_has_gone_like_any_other() -> None:
     window = SafetyWindow(WindowConfig(size=5, flagged_to_trigger=2, clean_to_clear=2))
     state = window.teacher_confirmed(("fire",), _at(0))
-    assert state.on and state.confirmed_by_teacher and state.flags == ("fire",)
+    assert state.on
+    assert state.confirmed_by_teacher
+    assert state.flags == ("fire",)
     window.add_frame(("weapon",), _at(1))
     state = window.add_frame(("weapon",), _at(2))
     assert state.flags == ("weapon",)
