@@ -326,6 +326,7 @@ async def test_health_stats_metrics_and_openapi(
 
     health = await client.get("/api/v1/health")
     assert health.status == 200
+    database_id = health.body.pop("database_id")
     assert health.body == {
         "status": "ok",
         "teacher": "reachable",
@@ -333,6 +334,7 @@ async def test_health_stats_metrics_and_openapi(
         "queue_depth": 0,
         "version": __version__,
     }
+    assert len(database_id) == 32
 
     stats = await client.stats()
     assert stats["processed"] == 3

@@ -259,3 +259,6 @@ class Health(BaseModel):
     teacher_error: str | None
     queue_depth: int
     version: str
+    database_id: str
+    """A random id made with the database: it changes when the database is deleted and
+    recreated, and a client's event cursor is only meaningful with the same id."""

@@ -5,6 +5,7 @@ The log itself is `vision_tutor_teacher.reviews.events`; this module writes it o
 
 from __future__ import annotations
 
+import json
 from typing import Final
 
 from aiohttp import web
@@ -16,6 +17,8 @@ from .base import SERVICE, ApiError
 
 RECONNECT_MS: Final = 2000
 """The ``retry:`` an EventSource waits before reconnecting."""
+DATABASE_HEADER: Final = "X-Vision-Tutor-Database"
+"""The stream's response header with the database's id."""
 
 
 def parse_cursor(value: str | None) -> int | None:
@@ -31,18 +34,25 @@ def parse_cursor(value: str | None) -> int | None:
 async def stream(
     request: web.Request, log: EventLog, cursor: int, heartbeat_s: float
 ) -> web.StreamResponse:
-    """Send every event after `cursor`, then follow the log until the client or server stops."""
+    """Send every event after `cursor`, then follow the log until the client or server stops.
+
+    First the ``hello`` event (no ``id:``, so it moves no client's cursor): the database's id
+    and the log's last sequence number. The id is also the ``X-Vision-Tutor-Database`` header.
+    """
+    database = await log.database_id()
+    hello = json.dumps({"database_id": database, "last_seq": await log.last_seq()})
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
             "Cache-Control": "no-cache",
             # Ask nginx-style proxies (and the Supervisor's ingress) not to buffer the stream.
             "X-Accel-Buffering": "no",
+            DATABASE_HEADER: database,
         }
     )
     await response.prepare(request)
     try:
-        await response.write(f"retry: {RECONNECT_MS}\n\n".encode())
+        await response.write(f"retry: {RECONNECT_MS}\nevent: hello\ndata: {hello}\n\n".encode())
         while not log.closed:
             generation = log.generation
             events = await log.after(cursor)

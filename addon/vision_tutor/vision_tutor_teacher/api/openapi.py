@@ -246,8 +246,14 @@ def _paths() -> dict[str, Any]:
                 "operationId": "streamEvents",
                 "summary": "Server-Sent Events: every status change, verdict and statistic",
                 "description": (
-                    "Each event has `id: <seq>` (a monotonic cursor), `event: review | verdict | "
-                    "stats | prompt | job` and JSON `data` (ReviewEvent, Verdict, Stats, "
+                    "The first event is `event: hello` with no `id:` line and data "
+                    '`{"database_id": "...", "last_seq": N}`: the database\'s identity '
+                    "(also the `X-Vision-Tutor-Database` response header and in /api/v1/health) "
+                    "and the log's newest sequence number. A client whose saved cursor belongs to "
+                    "another database id, or is above `last_seq` (a database restored from an "
+                    "older copy), starts again from 0. "
+                    "Each other event has `id: <seq>` (a monotonic cursor), `event: review | "
+                    "verdict | stats | prompt | job` and JSON `data` (ReviewEvent, Verdict, Stats, "
                     "PromptEvent: the active prompt changed, JobEvent: a lab job's progress). "
                     "Resume with "
                     "`?after=<last seq>` or the standard `Last-Event-ID` header (which wins): "
@@ -268,7 +274,21 @@ def _paths() -> dict[str, Any]:
                         "200": {
                             "description": "The stream.",
                             "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                            "headers": {
+                                "X-Vision-Tutor-Database": {
+                                    "description": "The database's id (as in the hello event).",
+                                    "schema": {"type": "string"},
+                                }
+                            },
                             "x-event-data": {
+                                "hello": {
+                                    "type": "object",
+                                    "properties": {
+                                        "database_id": {"type": "string"},
+                                        "last_seq": {"type": "integer", "minimum": 0},
+                                    },
+                                    "required": ["database_id", "last_seq"],
+                                },
                                 "review": _ref(ReviewEvent),
                                 "verdict": _ref(Verdict),
                                 "stats": _ref(Stats),

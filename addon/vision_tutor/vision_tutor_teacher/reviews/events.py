@@ -8,7 +8,10 @@ is read back from the log rather than from an in-memory fan-out that a disconnec
 
 Types: ``review`` (a status change), ``verdict`` (the teacher's verdict), ``stats`` (queue and
 teacher statistics, at most once per ``stats_interval_s`` and only when they changed), ``prompt``
-(the prompt lab's active prompt changed) and ``job`` (a lab job's progress).
+(the prompt lab's active prompt changed) and ``job`` (a lab job's progress). Each stream starts
+with a ``hello`` event without an ``id:`` (it is not in the log): the database's id and the
+log's last sequence number, so that a client whose saved cursor is about another database, or
+is above everything this one has (restored from an older backup), knows to start again from 0.
 """
 
 from __future__ import annotations
@@ -46,6 +49,11 @@ def last_seq(tx: Transaction) -> int:
     return int(tx.scalar("SELECT coalesce(max(seq), 0) FROM events"))
 
 
+def database_id(tx: Transaction) -> str:
+    """The id made with the database (migration 3): a cursor is only meaningful with it."""
+    return str(tx.scalar("SELECT value FROM meta WHERE name = 'database_id'"))
+
+
 class EventLog:
     """Reads the log and wakes streams when a commit appended events."""
 
@@ -54,6 +62,7 @@ class EventLog:
         self.generation = 0
         """Bumped on every commit with events; a stream compares it to skip a needless wait."""
         self.closed = False
+        self._database_id: str | None = None
         self._appended = asyncio.Event()
         db.on_commit(self._notify)
 
@@ -70,6 +79,12 @@ class EventLog:
 
     async def after(self, cursor: int, limit: int = PAGE) -> list[Event]:
         return await self.db.run(lambda tx: events_after(tx, cursor, limit))
+
+    async def database_id(self) -> str:
+        """The database's identity (it never changes while the database is open)."""
+        if self._database_id is None:
+            self._database_id = await self.db.run(database_id)
+        return self._database_id
 
     async def last_seq(self) -> int:
         return await self.db.run(last_seq)

@@ -1,7 +1,10 @@
 """The database schema and its migrations (``PRAGMA user_version`` counts the ones applied).
 
 Migration 1 holds the review queue's tables (reviews, frames, events, counters), migration 2 the
-prompt lab's. A database newer than this code knows is refused rather than guessed at.
+prompt lab's, migration 3 the ``meta`` table with the database's identity: a random id made with
+the database, so that a client following the event log can tell a recreated (or another)
+database from the one its cursor is about. A database newer than this code knows is refused
+rather than guessed at.
 """
 
 from __future__ import annotations
@@ -148,8 +151,17 @@ LAB_TABLES: Final = """
 """Prompts are numbered (version ``v<number>``); scores carry fingerprints of the train and
 holdout cases they were measured on, so a changed suite shows which scores are stale."""
 
+META_TABLE: Final = """
+    CREATE TABLE meta (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    INSERT INTO meta (name, value) VALUES ('database_id', lower(hex(randomblob(16))));
+"""
+"""The database's identity; a copy restored from a backup keeps it, a new database gets a new one."""
+
 # Each entry migrates the schema from version N to N+1 (PRAGMA user_version).
-MIGRATIONS: Final[tuple[str, ...]] = (REVIEW_TABLES, LAB_TABLES)
+MIGRATIONS: Final[tuple[str, ...]] = (REVIEW_TABLES, LAB_TABLES, META_TABLE)
 
 
 def migrate(conn: sqlite3.Connection) -> None:
