@@ -203,7 +203,9 @@ class EscalationOutbox:
 
     async def _send(self, entry: OutboxEntry) -> None:
         entry.attempts += 1
+        _LOGGER.debug("Sending %s (attempt %d)", entry.key, entry.attempts)
         result = await self.teacher.async_submit(entry.body)
+        _LOGGER.debug("Sent %s: %s", entry.key, result)
         if entry.key not in self._entries:
             return  # dropped meanwhile
         if result.outcome == "retry":
@@ -238,6 +240,12 @@ class EscalationOutbox:
         )
 
     def _report(self, entry: OutboxEntry, outcome: Outcome, details: Mapping[str, Any]) -> None:
-        data = {**entry.event, "outcome": outcome, "teacher": outcome, **details}
+        data = {
+            **entry.event,
+            "escalation_id": entry.key,
+            "outcome": outcome,
+            "teacher": outcome,
+            **details,
+        }
         self.hass.bus.async_fire(EVENT_ESCALATION, data)
         self._on_outcome(entry, outcome, details)

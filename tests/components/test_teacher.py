@@ -36,7 +36,7 @@ QUEUE_DEPTH = "sensor.127_0_0_1_teacher_queue_depth"
 OUTBOX = "sensor.127_0_0_1_teacher_outbox"
 
 
-def _options(simulator: RunningSimulator) -> Options:
+def _options(simulator: RunningSimulator, **overrides: Any) -> Options:
     return Options(
         teacher_url=simulator.url,
         batch_window_ms=0,
@@ -44,14 +44,15 @@ def _options(simulator: RunningSimulator) -> Options:
         retry_max_s=0.2,
         probe_interval_s=0.2,
         heartbeat_s=0.5,
+        **overrides,
     )
 
 
 @asynccontextmanager
 async def _teacher(
-    simulator: RunningSimulator, data: Path, port: int = 0
+    simulator: RunningSimulator, data: Path, port: int = 0, **overrides: Any
 ) -> AsyncIterator[RunningService]:
-    async with run_service(_options(simulator), data, port=port) as running:
+    async with run_service(_options(simulator, **overrides), data, port=port) as running:
         yield running
 
 
