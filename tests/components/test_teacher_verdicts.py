@@ -88,6 +88,8 @@ async def test_a_dismissal_clears_the_sensor_only_when_the_option_says_so(
     assert hass.states.get(SAFETY_EVENT).attributes["event_type"] == types[-1]
     assert reviews[-1].data == {
         "camera": CAMERA_ENTITY,
+        "outcome": "reviewed",
+        "review_id": None,
         "reason": "safety",
         "summary": "A living room with a sofa; nothing is burning.",
         "flags": [],
