@@ -46,7 +46,13 @@ def events_after(tx: Transaction, cursor: int, limit: int) -> list[Event]:
 
 
 def last_seq(tx: Transaction) -> int:
-    return int(tx.scalar("SELECT coalesce(max(seq), 0) FROM events"))
+    """The newest sequence number ever given, also when retention has deleted every event."""
+    return int(
+        tx.scalar(
+            "SELECT max(coalesce((SELECT max(seq) FROM events), 0), "
+            "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0))"
+        )
+    )
 
 
 def database_id(tx: Transaction) -> str:
