@@ -497,6 +497,8 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
         state = self.data
         if key is None or key != state.escalation_id or state.teacher_status == "reviewed":
             return
+        if status == "queued" and (state.teacher_status or "").startswith("not reviewed"):
+            return  # the add-on's word on the review came before the outbox's on its delivery
         # Not async_set_updated_data: this is no new analysis, the scan interval stays put.
         self.data = replace(
             state,
