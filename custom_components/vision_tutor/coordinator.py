@@ -381,14 +381,17 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
     def async_apply_verdict(self, verdict: dict[str, Any]) -> None:
         """The teacher reviewed one of this camera's frames: show it, confirm or dismiss."""
         state = self.data
-        if state.analysis is None:
-            return
         try:
             teacher = _teacher_observation(verdict["verdict"])
         except (KeyError, TypeError, ValueError) as err:
             _LOGGER.warning(
                 "Ignoring a malformed teacher verdict for %s: %s", self.camera_entity, err
             )
+            return
+        if state.analysis is None:
+            # Nothing analysed since the start (a verdict on a frame from before a restart, on
+            # a camera that waits for motion): no state to change, but automations hear it.
+            self._fire_review(verdict, teacher)
             return
         now = dt_util.utcnow()
         window = self.pipeline.window
@@ -425,6 +428,19 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
             )
             teacher_status = "reviewed"
         self._fire_safety_events(events)
+        self._fire_review(verdict, teacher)
+        self.async_set_updated_data(
+            replace(
+                state,
+                analysis=analysis,
+                events=events,
+                sequence=state.sequence + 1,
+                teacher_status=teacher_status,
+                teacher_unavailable=False,
+            )
+        )
+
+    def _fire_review(self, verdict: dict[str, Any], teacher: Observation) -> None:
         self.hass.bus.async_fire(
             EVENT_TEACHER_REVIEW,
             {
@@ -437,16 +453,6 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
                 "confidence": teacher.confidence,
                 "agrees_with_student": verdict.get("agrees_with_student"),
             },
-        )
-        self.async_set_updated_data(
-            replace(
-                state,
-                analysis=analysis,
-                events=events,
-                sequence=state.sequence + 1,
-                teacher_status=teacher_status,
-                teacher_unavailable=False,
-            )
         )
 
     @callback

@@ -312,7 +312,7 @@ export function renderCard(model, { locale, showTimeline = true } = {}) {
     const status = model.teacherStatus
       ? `<span class="teacher-status" data-status="${model.teacherStatus.startsWith("not reviewed") ? "not-reviewed" : escapeHtml(model.teacherStatus.split(/[ :]/)[0])}">Teacher: ${escapeHtml(model.teacherStatus)}</span>`
       : "";
-    escalation = `<div class="escalation" data-reason="${escapeHtml(model.escalationReason ?? "")}"><ha-icon icon="mdi:school-outline"></ha-icon><span>Sent to the teacher: <b>${escapeHtml(reasonText(model.escalationReason))}</b>${detail}${unavailable}</span>${status}</div>`;
+    escalation = `<div class="escalation" data-reason="${escapeHtml(model.escalationReason ?? "")}"><ha-icon icon="mdi:school-outline"></ha-icon><span>Sent to the teacher: <b>${escapeHtml(reasonText(model.escalationReason))}</b>${detail}${unavailable}${status ? ` · ${status}` : ""}</span></div>`;
   }
   const error = model.studentError
     ? `<div class="student-error">The student's answer could not be read: ${escapeHtml(model.studentError)}</div>`
