@@ -686,6 +686,8 @@ class Simulator:
         self.started_at = time.time()
         self._counters = _Counters()
         self._faults = {name: profile.faults for name, profile in config.models.items()}
+        self._scripted: dict[str, list[str]] = {}
+        """Answers a test dictated, per model, taken in order before the scripted behaviour's."""
 
     # Models and faults
 
@@ -707,6 +709,14 @@ class Simulator:
 
     def reset_faults(self) -> None:
         self._faults = {name: profile.faults for name, profile in self.config.models.items()}
+        self._scripted = {}
+
+    def script(self, model: str, *answers: str) -> None:
+        """The next chat answers of `model`, verbatim (a broken answer a real model once gave)."""
+        profile = self.config.model(model)
+        if profile is None:
+            raise KeyError(f"unknown model {model!r}")
+        self._scripted.setdefault(profile.name, []).extend(answers)
 
     def _draw_faults(self, profile: ModelProfile, request_number: int) -> FaultDraw:
         # Seeded by config seed, request number and model, so a replayed request sequence
@@ -770,6 +780,9 @@ class Simulator:
         """
         loop = asyncio.get_running_loop()
         completion = await loop.run_in_executor(None, self.behaviour.complete, profile, request)
+        if scripted := self._scripted.get(profile.name):
+            text = scripted.pop(0)
+            completion = replace(completion, tokens=(Token(text, -0.01, ((text, -0.01),)),))
         if completion.scene_id is not None:
             self._counters.scenes[completion.scene_id] += 1
         elif any(message.images for message in request.messages):
@@ -1513,7 +1526,12 @@ class RunningSimulator:
         self.simulator.set_faults(model, faults)
 
     def reset_faults(self) -> None:
+        """Back to the configured faults, and no dictated answers."""
         self.simulator.reset_faults()
+
+    def script(self, model: str, *answers: str) -> None:
+        """Dictate the next chat answers of `model`, verbatim (KeyError for an unknown model)."""
+        self.simulator.script(model, *answers)
 
     @property
     def stats(self) -> SimulatorStats:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import Platform
@@ -18,6 +20,7 @@ from .const import (
     CONF_FRAME_WIDTH,
     CONF_MAX_CONCURRENT,
     CONF_MIN_CONFIDENCE,
+    CONF_OUTBOX_MAX_AGE,
     CONF_QUEUE_LIMIT,
     CONF_SAFETY_KEYWORDS,
     CONF_STUDENT_MODEL,
@@ -34,6 +37,7 @@ from .const import (
     DEFAULT_FRAME_WIDTH,
     DEFAULT_MAX_CONCURRENT,
     DEFAULT_MIN_CONFIDENCE,
+    DEFAULT_OUTBOX_MAX_AGE,
     DEFAULT_QUEUE_LIMIT,
     DEFAULT_SAFETY_KEYWORDS,
     DEFAULT_STUDENT_TIMEOUT,
@@ -49,10 +53,11 @@ from .coordinator import ActivePrompt, CameraCoordinator, EscalationLog, HostCoo
 from .frontend import async_register_card
 from .lab import PromptLab
 from .ollama_client import create_client
+from .outbox import EscalationOutbox, OutboxEntry, Outcome
 from .pipeline import PipelineSettings, StudentClient
 from .routing import RoutingPolicy
 from .services import async_setup_services
-from .teacher import StreamEvent, TeacherLink
+from .teacher import NOT_REVIEWED, StreamEvent, TeacherLink
 from .temporal import WindowConfig
 
 PLATFORMS = [
@@ -77,6 +82,8 @@ class VisionTutorData:
     """Camera coordinators by config subentry id."""
     teacher: TeacherLink | None = None
     """The teacher service, when one is configured."""
+    outbox: EscalationOutbox | None = None
+    """Escalations on their way to the teacher service, when one is configured."""
     escalations: EscalationLog = field(default_factory=EscalationLog)
     prompt: ActivePrompt = field(default_factory=ActivePrompt)
     lab: PromptLab | None = None
@@ -153,6 +160,17 @@ async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) 
         )
         await teacher.async_load_cursor()
     data = VisionTutorData(host=host, student=student, hub_device_id=hub.id, teacher=teacher)
+    if teacher is not None:
+        data.outbox = EscalationOutbox(
+            hass,
+            entry.entry_id,
+            teacher,
+            max_age_s=60 * float(options.get(CONF_OUTBOX_MAX_AGE, DEFAULT_OUTBOX_MAX_AGE)),
+            on_outcome=lambda item, outcome, details: _dispatch_delivery(
+                entry, item, outcome, details
+            ),
+        )
+        await data.outbox.async_load()
     data.lab = PromptLab(hass, entry.entry_id, data.prompt, teacher, host.async_update_listeners)
     await data.lab.async_load()
     settings = pipeline_settings(entry)
@@ -171,6 +189,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) 
             escalations=data.escalations,
             host=host,
             teacher=teacher,
+            outbox=data.outbox,
         )
     entry.runtime_data = data
 
@@ -188,6 +207,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) 
         entry.async_create_background_task(
             hass, teacher.async_follow_events(), f"{DOMAIN} teacher events"
         )
+    if data.outbox is not None:
+        entry.async_create_background_task(hass, data.outbox.async_run(), f"{DOMAIN} outbox")
         entry.async_create_background_task(hass, data.lab.async_sync(), f"{DOMAIN} lab sync")
     return True
 
@@ -197,18 +218,34 @@ def _dispatch_teacher_event(entry: VisionTutorConfigEntry, event: StreamEvent) -
     """Route a teacher event to the camera it is about, and refresh the hub's sensors."""
     data = entry.runtime_data
     handled_by_lab = data.lab is not None and data.lab.handle_event(event)
-    if not handled_by_lab and event.type == "verdict":
-        camera = next(
-            (c for c in data.cameras.values() if c.camera_entity == event.data.get("camera")),
-            None,
-        )
-        if camera is not None:
+    camera = next(
+        (c for c in data.cameras.values() if c.camera_entity == event.data.get("camera")), None
+    )
+    if not handled_by_lab and camera is not None:
+        if event.type == "verdict":
             camera.async_apply_verdict(dict(event.data))
+        elif event.type == "review" and event.data.get("status") in NOT_REVIEWED:
+            camera.async_review_ended(dict(event.data))
+    data.host.async_update_listeners()
+
+
+@callback
+def _dispatch_delivery(
+    entry: VisionTutorConfigEntry, item: OutboxEntry, outcome: Outcome, details: Mapping[str, Any]
+) -> None:
+    """The outbox's news about an escalation: to its camera, and to the hub's outbox sensor."""
+    data = entry.runtime_data
+    for camera in data.cameras.values():
+        if camera.camera_entity == item.camera:
+            camera.async_delivery(item.key, outcome, details)
     data.host.async_update_listeners()
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) -> bool:
     """Stop the coordinators (their listeners are bound to the entry) and the platforms."""
+    if entry.runtime_data.outbox is not None:
+        # What has not reached the teacher yet is sent after the next start.
+        await entry.runtime_data.outbox.async_save()
     return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
 
 

@@ -53,6 +53,7 @@ from .const import (
     CONF_MAX_CONCURRENT,
     CONF_MIN_CONFIDENCE,
     CONF_MOTION_ENTITY,
+    CONF_OUTBOX_MAX_AGE,
     CONF_QUEUE_LIMIT,
     CONF_SAFETY_KEYWORDS,
     CONF_SCAN_INTERVAL,
@@ -174,6 +175,7 @@ OPTIONS_SCHEMA = probatio.Schema(
                     ),
                     probatio.Required(CONF_AUDIT_RATE): _number(0, 100_000, 1),
                     probatio.Required(CONF_QUEUE_LIMIT): _number(1, 1000, 1),
+                    probatio.Required(CONF_OUTBOX_MAX_AGE): _number(1, 10080, 1, "min"),
                 }
             ),
             {"collapsed": False},

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 import logging
@@ -41,6 +43,7 @@ from .const import (
 )
 from .contract import OBSERVATION_SCHEMA, Observation, StudentError, normalise_flag
 from .frames import BadFrame, PreparedFrame, prepare_frame
+from .outbox import DELIVERED, EscalationOutbox, OutboxEntry, Outcome
 from .pipeline import Analysis, CameraPipeline, PipelineSettings, StudentClient, StudentUnavailable
 from .prompts import (
     BUILTIN_PROMPT_VERSION,
@@ -87,7 +90,10 @@ class CameraState:
     escalation_id: str | None = None
     """The idempotency key the latest escalation was sent with; its verdict carries it back."""
     teacher_unavailable: bool = False
-    """The latest escalation could not be sent: no teacher is configured or it is down."""
+    """The latest escalation has not reached the teacher: none is configured, or it is down."""
+    teacher_status: str | None = None
+    """What became of the latest escalation: "sending", "queued", "reviewed", or
+    "not reviewed (why)"; None when the frame was not escalated."""
     events: tuple[SafetyEvent, ...] = ()
     """Safety changes produced by the latest analysis, fired once each."""
     sequence: int = 0
@@ -234,6 +240,7 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
         escalations: EscalationLog,
         host: HostCoordinator,
         teacher: TeacherLink | None,
+        outbox: EscalationOutbox | None = None,
     ) -> None:
         interval = int(subentry.data.get(CONF_SCAN_INTERVAL) or 0)
         super().__init__(
@@ -255,6 +262,7 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
         self.escalations = escalations
         self.host = host
         self.teacher = teacher
+        self.outbox = outbox
         self._lock = asyncio.Lock()
         self.data = CameraState()
 
@@ -318,15 +326,23 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
             if force_teacher:
                 analysis = _sent_to_teacher(analysis)
             events = _safety_events(previous.analysis, analysis)
-            escalation_id = self._escalate(analysis, now) if analysis.decision.escalate else None
+            escalated = analysis.decision.escalate
+            escalation_id = self._escalate(analysis, now) if escalated else None
             self._fire_safety_events(events)
             return CameraState(
                 analysis=analysis,
                 last_checked=now,
-                escalated=analysis.decision.escalate,
+                escalated=escalated,
                 escalation_id=escalation_id,
-                teacher_unavailable=analysis.decision.escalate
-                and (self.teacher is None or not self.teacher.connected),
+                teacher_unavailable=escalated
+                and (self.teacher is None or not self.teacher.available),
+                teacher_status=(
+                    None
+                    if not escalated
+                    else "sending"
+                    if self.outbox is not None
+                    else "not reviewed (no teacher is configured)"
+                ),
                 events=events,
                 sequence=previous.sequence + 1,
             )
@@ -365,14 +381,17 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
     def async_apply_verdict(self, verdict: dict[str, Any]) -> None:
         """The teacher reviewed one of this camera's frames: show it, confirm or dismiss."""
         state = self.data
-        if state.analysis is None:
-            return
         try:
             teacher = _teacher_observation(verdict["verdict"])
         except (KeyError, TypeError, ValueError) as err:
             _LOGGER.warning(
                 "Ignoring a malformed teacher verdict for %s: %s", self.camera_entity, err
             )
+            return
+        if state.analysis is None:
+            # Nothing analysed since the start (a verdict on a frame from before a restart, on
+            # a camera that waits for motion): no state to change, but automations hear it.
+            self._fire_review(verdict, teacher)
             return
         now = dt_util.utcnow()
         window = self.pipeline.window
@@ -398,14 +417,36 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
         else:
             safety = window.state
         analysis = replace(state.analysis, safety=safety)
+        teacher_status = state.teacher_status
         if verdict.get("idempotency_key") == state.escalation_id:
             # The verdict is about the frame on display: the teacher's answer replaces it.
-            analysis = replace(analysis, result=teacher, source="teacher")
+            analysis = replace(
+                analysis,
+                result=teacher,
+                source="teacher",
+                student_result=state.analysis.student_result or state.analysis.result,
+            )
+            teacher_status = "reviewed"
         self._fire_safety_events(events)
+        self._fire_review(verdict, teacher)
+        self.async_set_updated_data(
+            replace(
+                state,
+                analysis=analysis,
+                events=events,
+                sequence=state.sequence + 1,
+                teacher_status=teacher_status,
+                teacher_unavailable=False,
+            )
+        )
+
+    def _fire_review(self, verdict: dict[str, Any], teacher: Observation) -> None:
         self.hass.bus.async_fire(
             EVENT_TEACHER_REVIEW,
             {
                 "camera": self.camera_entity,
+                "outcome": "reviewed",
+                "review_id": verdict.get("review_id"),
                 "reason": verdict.get("reason"),
                 "summary": teacher.summary,
                 "flags": list(teacher.safety_flags),
@@ -413,9 +454,65 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
                 "agrees_with_student": verdict.get("agrees_with_student"),
             },
         )
-        self.async_set_updated_data(
-            replace(state, analysis=analysis, events=events, sequence=state.sequence + 1)
+
+    @callback
+    def async_review_ended(self, review: dict[str, Any]) -> None:
+        """The teacher service gave up on one of this camera's reviews: say it was not reviewed.
+
+        The safety sensor keeps the student's evidence: no verdict is no dismissal.
+        """
+        status = str(review.get("status"))
+        error = review.get("error")
+        why = {"shed": "shed: the teacher's queue was full", "superseded": "superseded"}.get(
+            status, status
         )
+        if error:
+            why = f"{why}: {error}"
+        elif status == "superseded" and review.get("superseded_by"):
+            why = f"superseded by a newer review of this camera ({review['superseded_by']})"
+        self.hass.bus.async_fire(
+            EVENT_TEACHER_REVIEW,
+            {
+                "camera": self.camera_entity,
+                "outcome": status,
+                "review_id": review.get("review_id"),
+                "reason": review.get("reason"),
+                "error": error,
+                "summary": None,
+                "flags": [],
+                "confidence": None,
+                "agrees_with_student": None,
+            },
+        )
+        self._show_teacher_status(review.get("idempotency_key"), f"not reviewed ({why})")
+
+    @callback
+    def async_delivery(self, key: str, outcome: Outcome, details: Mapping[str, Any]) -> None:
+        """The outbox's news about one of this camera's escalations."""
+        error = details.get("error")
+        if outcome in DELIVERED:
+            self._show_teacher_status(key, "queued", unavailable=False)
+        elif outcome == "retrying":
+            self._show_teacher_status(key, f"sending: retrying ({error})", unavailable=True)
+        else:
+            self._show_teacher_status(key, f"not reviewed ({outcome}: {error})", unavailable=True)
+
+    def _show_teacher_status(
+        self, key: object, status: str, *, unavailable: bool | None = None
+    ) -> None:
+        state = self.data
+        if key is None or key != state.escalation_id or state.teacher_status == "reviewed":
+            return
+        if status == "queued" and (state.teacher_status or "").startswith("not reviewed"):
+            return  # the add-on's word on the review came before the outbox's on its delivery
+        # Not async_set_updated_data: this is no new analysis, the scan interval stays put.
+        self.data = replace(
+            state,
+            teacher_status=status,
+            teacher_unavailable=(state.teacher_unavailable if unavailable is None else unavailable),
+            events=(),
+        )
+        self.async_update_listeners()
 
     async def async_grab_frame(self) -> PreparedFrame:
         """The current frame, scaled for the student; UpdateFailed when the camera fails."""
@@ -447,8 +544,10 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
             ),
             "confidence": decision.effective_confidence,
         }
-        if self.teacher is None:
-            self.hass.bus.async_fire(EVENT_ESCALATION, {**event, "teacher": "unavailable"})
+        if self.outbox is None:
+            self.hass.bus.async_fire(
+                EVENT_ESCALATION, {**event, "outcome": "unavailable", "teacher": "unavailable"}
+            )
             return escalation_id
         review = {
             "idempotency_key": escalation_id,
@@ -465,18 +564,18 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
             },
             "contract": {"system_prompt": TEACHER_REVIEW_PROMPT, "schema": OBSERVATION_SCHEMA},
         }
-        self.config_entry.async_create_background_task(
-            self.hass,
-            self._submit(self.teacher, review, analysis.frame.jpeg, event),
-            f"{DOMAIN} escalate {self.camera_entity}",
+        review["image"] = base64.b64encode(analysis.frame.jpeg).decode("ascii")
+        self.outbox.add(
+            OutboxEntry(
+                key=escalation_id,
+                camera=self.camera_entity,
+                priority=decision.priority,
+                created_at=now.timestamp(),
+                body=review,
+                event=event,
+            )
         )
         return escalation_id
-
-    async def _submit(
-        self, teacher: TeacherLink, review: dict[str, Any], jpeg: bytes, event: dict[str, Any]
-    ) -> None:
-        outcome = await teacher.async_submit(review, jpeg)
-        self.hass.bus.async_fire(EVENT_ESCALATION, {**event, "teacher": outcome})
 
 
 def _sent_to_teacher(analysis: Analysis) -> Analysis:
@@ -517,9 +616,17 @@ def _teacher_observation(raw: dict[str, Any]) -> Observation:
 
 
 def _safety_events(previous: Analysis | None, current: Analysis) -> tuple[SafetyEvent, ...]:
+    """hazard_detected when the sensor turns on, or a hazard joins while it is on; cleared."""
     was_on = previous is not None and previous.safety.on
     confidence = current.decision.effective_confidence
     if current.safety.on and not was_on:
+        return (SafetyEvent("hazard_detected", current.safety.flags, confidence),)
+    if (
+        previous is not None
+        and was_on
+        and current.safety.on
+        and set(current.safety.flags) - set(previous.safety.flags)
+    ):
         return (SafetyEvent("hazard_detected", current.safety.flags, confidence),)
     if was_on and not current.safety.on:
         return (SafetyEvent("hazard_cleared", (), confidence),)

@@ -111,11 +111,19 @@ class Analysis:
     latency_ms: float
     prompt_version: str
     source: Source = "student"
+    student_result: Observation | StudentError | None = None
+    """The student's answer, when the teacher's answer has replaced it as `result`."""
 
     @property
     def observation(self) -> Observation | None:
         """The parsed answer; None when the student's answer could not be read."""
         return self.result if isinstance(self.result, Observation) else None
+
+    @property
+    def student_observation(self) -> Observation | None:
+        """The student's own parsed answer, whoever's answer is on display."""
+        student = self.student_result if self.source == "teacher" else self.result
+        return student if isinstance(student, Observation) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,11 +190,12 @@ class CameraPipeline:
             audit_draw=self._rng.random(),
         )
         # Keywords in the words count like flags: "flames near the curtains" with no flag is
-        # still a flagged frame.
+        # still a flagged frame (a negated "no flames" is not). An unreadable answer is neither
+        # flagged nor clean, unless it names a hazard anyway: then that is its evidence.
         flags = (
             (*result.safety_flags, *decision.safety_hits)
             if isinstance(result, Observation)
-            else None
+            else decision.safety_hits or None
         )
         safety = self.window.add_frame(flags, now)
         self._keep_watching = flags is None or bool(flags) or safety.on

@@ -1,8 +1,11 @@
 """The routing policy: which student answers the teacher should review, and why.
 
 Pure logic, no Home Assistant imports. Signals, highest priority first: the student's answer
-could not be read; a safety keyword (with its synonyms) among its flags or in its words; confidence below the threshold; a
-flag the camera's recent window did not have (temporal change); a random audit. When the
+could not be read (or broke the strict safety contract); a safety keyword (with its synonyms)
+among its flags, or named outright in its words (summary, observations, prose outside the JSON);
+confidence below the threshold; a flag the camera's recent window did not have (temporal
+change); a random audit. A keyword inside a negated phrase ("no flames are visible") is neither
+a trigger nor a flag: it is recorded in the decision (`Decision.negated`) and its detail. When the
 teacher's queue is full, audits are shed first, then low-confidence escalations; safety and
 student errors are always sent (the add-on queue makes room for them). Every decision carries
 a reason a person can read.
@@ -24,13 +27,13 @@ only lower confidence, never raise it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 import math
 import re
 from typing import Final
 
-from .contract import FLAG_SYNONYMS, Observation, StudentError, normalise_flag
+from .contract import FLAG_SYNONYMS, Observation, StudentError, hazard_mentions, normalise_flag
 
 
 class EscalationReason(StrEnum):
@@ -95,9 +98,12 @@ class Decision:
     """Why, in words: shown in attributes, events and the teacher's queue."""
     effective_confidence: float | None
     safety_hits: tuple[str, ...] = ()
-    """Safety flags and keywords found in the answer."""
+    """The answer's hazards as flags: its safety flags (that are keywords) and the keywords it
+    names outright in its words; for a student error, the hazards it names anyway."""
     shed: bool = False
     """An escalation was wanted but dropped because the teacher queue is full."""
+    negated: tuple[str, ...] = ()
+    """Keywords named only in negated phrases ("no flames"): not hazards, not flags."""
 
     @property
     def priority(self) -> int:
@@ -128,14 +134,60 @@ def keyword_pattern(keywords: Iterable[str]) -> re.Pattern[str]:
     return re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])", re.IGNORECASE)
 
 
-def safety_hits(answer: Observation, pattern: re.Pattern[str]) -> tuple[str, ...]:
-    """The safety keywords in the answer (its flags, summary and observations), as flag names.
+@dataclass(frozen=True, slots=True)
+class SafetyEvidence:
+    """Where an answer names hazards: its flags, its words, and what it only negates."""
+
+    flagged: tuple[str, ...]
+    """Safety flags of the answer that are keywords."""
+    in_prose: tuple[str, ...]
+    """Keywords named outright in its words but not among its flags."""
+    negated: tuple[str, ...]
+    """Keywords named only inside negated phrases (and not flagged): evidence of nothing."""
+
+    @property
+    def hits(self) -> tuple[str, ...]:
+        """The hazards: what the sensor counts as this frame's flags."""
+        return (*self.flagged, *self.in_prose)
+
+    def describe(self) -> str:
+        """The escalation detail: a flag and a keyword in prose are different reasons."""
+        parts = []
+        if self.flagged:
+            parts.append(f"safety flag: {', '.join(self.flagged)}")
+        if self.in_prose:
+            label = "keyword in prose" if self.flagged else "safety keyword in prose"
+            parts.append(f"{label}: {', '.join(self.in_prose)}")
+        if self.negated:
+            parts.append(f"negated, not flagged: {', '.join(self.negated)}")
+        return "; ".join(parts)
+
+
+def safety_evidence(answer: Observation, pattern: re.Pattern[str]) -> SafetyEvidence:
+    """The safety keywords in the answer: its flags, and its words (negation-aware).
 
     A flag outside the keyword list is not a safety trigger; it escalates as a temporal change
     when the camera's window has not seen it.
     """
-    text = " ".join((*answer.safety_flags, answer.summary, *answer.observations))
-    return tuple(dict.fromkeys(normalise_flag(m.group(0)) for m in pattern.finditer(text)))
+    flagged = tuple(
+        dict.fromkeys(
+            normalise_flag(m.group(0))
+            for flag in answer.safety_flags
+            if (m := pattern.search(flag)) is not None
+        )
+    )
+    text = "\n".join((answer.summary, *answer.observations, answer.outside_text))
+    mentions = hazard_mentions(text, pattern)
+    return SafetyEvidence(
+        flagged,
+        tuple(flag for flag in mentions.asserted if flag not in flagged),
+        tuple(flag for flag in mentions.negated if flag not in flagged),
+    )
+
+
+def safety_hits(answer: Observation, pattern: re.Pattern[str]) -> tuple[str, ...]:
+    """The hazards in the answer, as flag names (see `safety_evidence`)."""
+    return safety_evidence(answer, pattern).hits
 
 
 def route(
@@ -155,19 +207,25 @@ def route(
     `queue_depth` is the teacher's current queue (0 when unknown or no teacher).
     """
     if isinstance(result, StudentError):
-        return Decision(True, EscalationReason.STUDENT_ERROR, result.reason, None)
+        mentions = hazard_mentions(result.raw, pattern)
+        named = tuple(dict.fromkeys((*result.evidence, *mentions.asserted)))
+        detail = result.reason
+        if named:
+            detail = f"{detail}; hazard named anyway: {', '.join(named)}"
+        return Decision(True, EscalationReason.STUDENT_ERROR, detail, None, named)
 
     confidence = effective_confidence(result.confidence, logprobs if policy.use_logprobs else None)
-    hits = safety_hits(result, pattern) if policy.use_safety else ()
-    decision = _first_signal(result, policy, confidence, hits, recent_flags, audit_draw)
+    evidence = safety_evidence(result, pattern) if policy.use_safety else SafetyEvidence((), (), ())
+    decision = _first_signal(result, policy, confidence, evidence, recent_flags, audit_draw)
     if decision.reason in SHEDDABLE and _must_shed(decision.reason, policy, queue_depth):
         return Decision(
             False,
             decision.reason,
             f"{decision.detail}; not sent: teacher queue full ({queue_depth})",
             confidence,
-            hits,
+            evidence.hits,
             shed=True,
+            negated=evidence.negated,
         )
     return decision
 
@@ -176,13 +234,33 @@ def _first_signal(
     answer: Observation,
     policy: RoutingPolicy,
     confidence: float | None,
-    hits: tuple[str, ...],
+    evidence: SafetyEvidence,
     recent_flags: frozenset[str],
     audit_draw: float,
 ) -> Decision:
-    if hits:
+    decision = _signal(answer, policy, confidence, evidence, recent_flags, audit_draw)
+    if evidence.negated and not evidence.hits:
+        negated = f"negated, not flagged: {', '.join(evidence.negated)}"
+        return replace(decision, detail=f"{decision.detail}; {negated}", negated=evidence.negated)
+    return decision
+
+
+def _signal(
+    answer: Observation,
+    policy: RoutingPolicy,
+    confidence: float | None,
+    evidence: SafetyEvidence,
+    recent_flags: frozenset[str],
+    audit_draw: float,
+) -> Decision:
+    if hits := evidence.hits:
         return Decision(
-            True, EscalationReason.SAFETY, f"safety: {', '.join(hits)}", confidence, hits
+            True,
+            EscalationReason.SAFETY,
+            evidence.describe(),
+            confidence,
+            hits,
+            negated=evidence.negated,
         )
     if policy.use_confidence and (confidence is None or confidence < policy.min_confidence):
         return Decision(

@@ -41,7 +41,10 @@ class HostSensorEntityDescription(SensorEntityDescription):
 
     value_fn: Callable[[VisionTutorData], str | int | float | None]
     needs_teacher: bool = False
-    """Only added when a teacher is configured; unavailable while its stream is down."""
+    """Only added when a teacher is configured; unavailable while the service does not work
+    (its stream is down, or escalations do not get through)."""
+    always_available: bool = False
+    """Available even while the teacher service does not work (the outbox: that is its point)."""
     attributes_fn: Callable[[VisionTutorData], Mapping[str, Any]] | None = None
 
 
@@ -61,17 +64,23 @@ def _observation_attributes(state: CameraState) -> Mapping[str, Any]:
         return {"last_checked": state.last_checked}
     observation = analysis.observation
     decision = analysis.decision
+    student = analysis.student_observation
+    student_result = analysis.student_result if analysis.source == "teacher" else analysis.result
     return {
         "observations": list(observation.observations) if observation else [],
         "safety_flags": list(observation.safety_flags) if observation else [],
+        # Whose answer is on display, whose confidences: the teacher's, or the student's.
         "confidence": observation.confidence if observation else None,
-        "effective_confidence": decision.effective_confidence,
+        "effective_confidence": _effective(state),
+        "student_confidence": student.confidence if student else None,
+        "student_effective_confidence": decision.effective_confidence,
         "source": analysis.source,
         "escalated": decision.escalate,
         "escalation_reason": str(decision.reason) if decision.reason else None,
         "escalation_detail": decision.detail,
+        "teacher": state.teacher_status,
         "teacher_unavailable": state.teacher_unavailable,
-        "student_error": None if observation else getattr(analysis.result, "reason", None),
+        "student_error": getattr(student_result, "reason", None),
         "prompt_version": analysis.prompt_version,
         "model": analysis.model,
         "latency_ms": round(analysis.latency_ms),
@@ -80,10 +89,24 @@ def _observation_attributes(state: CameraState) -> Mapping[str, Any]:
     }
 
 
-def _confidence_percent(state: CameraState) -> float | None:
-    if state.analysis is None or state.analysis.decision.effective_confidence is None:
+def _effective(state: CameraState) -> float | None:
+    """The effective confidence of the answer on display.
+
+    The student's is its stated confidence lowered by token evidence; the teacher's is its
+    stated one (its review returns no token evidence), so never the student's next to the
+    teacher's answer.
+    """
+    if state.analysis is None:
         return None
-    return round(state.analysis.decision.effective_confidence * 100, 1)
+    if state.analysis.source == "teacher":
+        observation = state.analysis.observation
+        return observation.confidence if observation else None
+    return state.analysis.decision.effective_confidence
+
+
+def _confidence_percent(state: CameraState) -> float | None:
+    effective = _effective(state)
+    return None if effective is None else round(effective * 100, 1)
 
 
 CAMERA_SENSORS: tuple[CameraSensorEntityDescription, ...] = (
@@ -118,6 +141,16 @@ HOST_SENSORS: tuple[HostSensorEntityDescription, ...] = (
         state_class=SensorStateClass.MEASUREMENT,
         needs_teacher=True,
         value_fn=lambda data: data.teacher.queue_depth if data.teacher else None,
+    ),
+    HostSensorEntityDescription(
+        key="teacher_outbox",
+        translation_key="teacher_outbox",
+        native_unit_of_measurement="escalations",
+        state_class=SensorStateClass.MEASUREMENT,
+        needs_teacher=True,
+        always_available=True,
+        value_fn=lambda data: data.outbox.depth if data.outbox else None,
+        attributes_fn=lambda data: data.outbox.summary() if data.outbox else {},
     ),
     HostSensorEntityDescription(
         key="teacher_agreement",
@@ -247,7 +280,9 @@ class HostSensor(HostEntity, SensorEntity):
     def available(self) -> bool:
         # Counting escalations and naming the prompt does not need the host to answer.
         if self.entity_description.needs_teacher:
-            return self._data.teacher is not None and self._data.teacher.connected
+            if self._data.teacher is None:
+                return False
+            return self.entity_description.always_available or self._data.teacher.available
         return True
 
     @property

@@ -135,6 +135,8 @@ class EventStream:
     events: list[Event] = field(default_factory=list)
     heartbeats: int = 0
     retry_ms: int | None = None
+    hello: dict[str, Any] | None = None
+    """The stream's first event, without an id: the database's identity and last sequence."""
     _fields: dict[str, str] = field(default_factory=dict)
 
     async def _step(self) -> str | None:
@@ -154,6 +156,12 @@ class EventStream:
         if "retry" in fields:
             self.retry_ms = int(fields["retry"])
         if "data" not in fields:
+            return None
+        if "id" not in fields:
+            assert fields.get("event") == "hello", fields
+            assert self.hello is None, "a second hello"
+            assert not self.events, "hello after an event"
+            self.hello = json.loads(fields["data"])
             return None
         self.events.append(Event(int(fields["id"]), fields["event"], json.loads(fields["data"])))
         return "event"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from simulator.server import RunningSimulator
 from tests.addon.conftest import Event, StartService, review_body, verdicts_for
 
@@ -151,3 +153,33 @@ async def test_a_malformed_cursor_is_a_400(
         reply = await client.get("/api/v1/events", params=params, headers=headers)
         assert reply.status == 400
         assert reply.body == {"error": "the cursor must be a non-negative integer"}
+
+
+async def test_the_stream_says_which_database_it_reads_and_how_far_it_goes(
+    start_service: StartService, simulator: RunningSimulator, tmp_path: Path
+) -> None:
+    data = tmp_path / "first"
+    client = await start_service(simulator.url, data_dir=data)
+    review_id = await client.accepted(review_body("hello-1", camera="camera.hall"))
+    await client.wait_settled({review_id})
+    database_id = (await client.get("/api/v1/health")).body["database_id"]
+
+    stream = await client.events(0)
+    log = await stream.until(lambda events: any(e.type == "verdict" for e in events))
+    assert stream.hello is not None
+    assert stream.hello["database_id"] == database_id
+    assert stream.hello["last_seq"] >= log[-1].seq
+    assert stream.response.headers["X-Vision-Tutor-Database"] == database_id
+    # A cursor far ahead gets the same hello, which shows it is above the log.
+    ahead = await client.events(10**6)
+    await ahead.heartbeat()
+    assert ahead.hello is not None
+    assert ahead.hello["last_seq"] < 10**6
+
+    # Another database (a deleted and recreated one is no different) has another id.
+    other = await start_service(simulator.url, data_dir=tmp_path / "second")
+    other_id = (await other.get("/api/v1/health")).body["database_id"]
+    assert other_id != database_id
+    fresh = await other.events(0)
+    await fresh.heartbeat()
+    assert fresh.hello == {"database_id": other_id, "last_seq": 0}

@@ -21,10 +21,12 @@ from homeassistant.core import HomeAssistant, ServiceCall
 from homeassistant.setup import async_setup_component
 from homeassistant.util.yaml import load_yaml_dict
 
+from custom_components.vision_tutor.const import CONF_STUDENT_TIMEOUT
 from simulator.scenes import SceneLibrary
+from simulator.server import RunningSimulator
 
-from .conftest import SceneCamera
-from .helpers import SAFETY, SAFETY_EVENT, coordinator, fire, next_frame
+from .conftest import SceneCamera, make_entry
+from .helpers import SAFETY, SAFETY_EVENT, STUDENT, coordinator, fire, next_frame, setup
 
 BLUEPRINT = (
     Path(__file__).parents[2] / "blueprints" / "automation" / "vision_tutor" / "safety_alert.yaml"
@@ -216,3 +218,28 @@ async def test_a_reload_of_the_camera_does_not_alert(
     await hass.async_block_till_done()
     assert hass.states.get(SAFETY_EVENT).state not in ("unavailable", "unknown")
     assert len(calls) == 1
+
+
+async def test_a_knife_after_a_cleared_fire_is_alerted_as_a_weapon_only(
+    hass: HomeAssistant,
+    config_dir: Path,
+    simulator: RunningSimulator,
+    camera: SceneCamera,
+) -> None:
+    entry = await setup(
+        hass, make_entry(simulator.url, interval=0, options={CONF_STUDENT_TIMEOUT: 60})
+    )
+    calls = await _automation(hass, cooldown={"seconds": 0})
+    answer = '{{"summary": "{}", "observations": ["hall"], "safety_flags": {}, "confidence": 0.9}}'
+    fire_answer = answer.format("Flames on the hall rug.", '["fire"]')
+    calm = answer.format("An empty hall.", "[]")
+    knife = answer.format("A person holds a knife.", '["weapon"]')
+    simulator.script(STUDENT, fire_answer, fire_answer, calm, calm, calm, knife, knife)
+    for _ in range(7):
+        await coordinator(entry).async_analyse_now()
+        await hass.async_block_till_done()
+
+    assert [call.data["title"] for call in calls] == [
+        "Hazard at Front door: fire",
+        "Hazard at Front door: weapon",
+    ]

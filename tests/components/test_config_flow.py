@@ -59,6 +59,7 @@ EXPECTED_OPTIONS = {
     "safety_keywords": ["fire", "smoke", "weapon", "fall", "intrusion", "blood"],
     "audit_rate": 150,
     "teacher_queue_limit": 20,
+    "outbox_max_age": 60,
     "window_size": 5,
     "window_trigger": 2,
     "clean_to_clear": 3,

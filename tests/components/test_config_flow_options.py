@@ -31,6 +31,7 @@ DEFAULT_FORM = {
         "safety_keywords": ["fire", "smoke", "weapon", "fall", "intrusion", "blood"],
         "audit_rate": 150,
         "teacher_queue_limit": 20,
+        "outbox_max_age": 60,
     },
     "safety_sensor": {
         "window_size": 5,
@@ -120,6 +121,7 @@ async def test_options_saved_flat_and_cleaned(
         "safety_keywords": ["fire", "gas leak", "smoke"],
         "audit_rate": 0,
         "teacher_queue_limit": 50,
+        "outbox_max_age": 60,
         "window_size": 7,
         "window_trigger": 3,
         "clean_to_clear": 3,

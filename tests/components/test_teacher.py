@@ -33,9 +33,10 @@ from .conftest import SUBENTRY_ID, SceneCamera, make_entry
 OBSERVATION = "sensor.front_door_observation"
 SAFETY = "binary_sensor.front_door_safety"
 QUEUE_DEPTH = "sensor.127_0_0_1_teacher_queue_depth"
+OUTBOX = "sensor.127_0_0_1_teacher_outbox"
 
 
-def _options(simulator: RunningSimulator) -> Options:
+def _options(simulator: RunningSimulator, **overrides: Any) -> Options:
     return Options(
         teacher_url=simulator.url,
         batch_window_ms=0,
@@ -43,14 +44,15 @@ def _options(simulator: RunningSimulator) -> Options:
         retry_max_s=0.2,
         probe_interval_s=0.2,
         heartbeat_s=0.5,
+        **overrides,
     )
 
 
 @asynccontextmanager
 async def _teacher(
-    simulator: RunningSimulator, data: Path, port: int = 0
+    simulator: RunningSimulator, data: Path, port: int = 0, **overrides: Any
 ) -> AsyncIterator[RunningService]:
-    async with run_service(_options(simulator), data, port=port) as running:
+    async with run_service(_options(simulator, **overrides), data, port=port) as running:
         yield running
 
 
@@ -78,7 +80,11 @@ async def _analyse(hass: HomeAssistant, entry: MockConfigEntry) -> None:
 
 @pytest.fixture(autouse=True)
 def fast_reconnect() -> Any:
-    with patch("custom_components.vision_tutor.teacher.RECONNECT_DELAYS", (0.05,)):
+    with (
+        patch("custom_components.vision_tutor.teacher.RECONNECT_DELAYS", (0.05,)),
+        patch("custom_components.vision_tutor.outbox.BACKOFF_BASE_S", 0.05),
+        patch("custom_components.vision_tutor.outbox.BACKOFF_MAX_S", 0.2),
+    ):
         yield
 
 
@@ -114,7 +120,10 @@ async def test_a_safety_frame_is_confirmed_by_the_teacher(
 
         assert review.data["camera"] == "camera.front_door"
         assert "fire" in review.data["flags"]
-        assert [e.data["teacher"] for e in escalations] == ["queued"]
+        # (The frame analysed at setup may still be on its way; this is the fire frame's.)
+        assert [e.data["outcome"] for e in escalations if e.data["reason"] == "safety"] == [
+            "queued"
+        ]
         observation = hass.states.get(OBSERVATION)
         assert observation.attributes["source"] == "teacher"
         assert "fire" in observation.attributes["safety_flags"]
@@ -196,21 +205,34 @@ async def test_with_the_teacher_down_the_cameras_go_on_and_catch_up_on_reconnect
         )
         await _analyse(hass, entry)
         await queued
-    # The service is gone: analysis goes on student-only, escalations are recorded as such.
-    unavailable = asyncio.ensure_future(
-        _wait_for(hass, EVENT_ESCALATION, lambda e: e.data["teacher"] == "unavailable")
+    # The service is gone: analysis goes on student-only; the escalation waits in the outbox.
+    retrying = asyncio.ensure_future(
+        _wait_for(hass, EVENT_ESCALATION, lambda e: e.data["outcome"] == "retrying")
     )
     await _analyse(hass, entry)
-    await unavailable
-    assert hass.states.get(OBSERVATION).attributes["source"] == "student"
+    await retrying
+    await hass.async_block_till_done()
+    observation = hass.states.get(OBSERVATION)
+    assert observation.attributes["source"] == "student"
+    assert observation.attributes["teacher_unavailable"] is True
+    assert observation.attributes["teacher"].startswith("sending: retrying (unreachable")
     assert hass.states.get(QUEUE_DEPTH).state == "unavailable"
+    assert hass.states.get(OUTBOX).state == "1"
 
     simulator.reset_faults()
-    reviewed = asyncio.ensure_future(_wait_for(hass, EVENT_TEACHER_REVIEW, lambda e: True))
+    delivered = asyncio.ensure_future(
+        _wait_for(hass, EVENT_ESCALATION, lambda e: e.data["outcome"] == "queued")
+    )
+    reviewed = asyncio.ensure_future(
+        _wait_for(hass, EVENT_TEACHER_REVIEW, lambda e: len(e.data["flags"]) > 0)
+    )
     async with _teacher(simulator, tmp_path, unused_tcp_port):
-        # The accepted review survived the restart; its verdict reaches Home Assistant.
+        # The review accepted before the outage survived it, and the escalation made during
+        # it reaches the service once it is back: both verdicts come back.
+        await delivered
         review = await reviewed
         assert "fire" in review.data["flags"]
         await hass.async_block_till_done()
         assert hass.states.get(SAFETY).attributes["confirmed_by_teacher"] is True
+        assert hass.states.get(OUTBOX).state == "0"
         assert await hass.config_entries.async_unload(entry.entry_id)

@@ -88,6 +88,8 @@ async def test_a_dismissal_clears_the_sensor_only_when_the_option_says_so(
     assert hass.states.get(SAFETY_EVENT).attributes["event_type"] == types[-1]
     assert reviews[-1].data == {
         "camera": CAMERA_ENTITY,
+        "outcome": "reviewed",
+        "review_id": None,
         "reason": "safety",
         "summary": "A living room with a sofa; nothing is burning.",
         "flags": [],
@@ -137,7 +139,7 @@ async def test_a_malformed_verdict_is_ignored_with_a_warning(
     assert CAMERA_ENTITY in warning.getMessage()
 
 
-async def test_a_verdict_before_any_analysis_is_ignored(
+async def test_a_verdict_before_any_analysis_is_announced_but_changes_no_state(
     hass: HomeAssistant, simulator: RunningSimulator, camera: SceneCamera
 ) -> None:
     camera.broken = True
@@ -146,5 +148,50 @@ async def test_a_verdict_before_any_analysis_is_ignored(
 
     await _apply(hass, entry, _verdict(["fire"]))
 
-    assert reviews == []
+    # A fire the teacher saw on a frame from before a restart still reaches automations.
+    assert [(e.data["outcome"], e.data["flags"]) for e in reviews] == [("reviewed", ["fire"])]
     assert hass.states.get(SAFETY).state == STATE_UNAVAILABLE
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "shown"),
+    [
+        ("shed", None, "not reviewed (shed: the teacher's queue was full)"),
+        ("failed", "the teacher timed out", "not reviewed (failed: the teacher timed out)"),
+        ("superseded", None, "not reviewed (superseded by a newer review of this camera (r2))"),
+    ],
+)
+async def test_a_review_the_addon_gave_up_on_is_said_and_the_sensor_keeps_its_evidence(
+    hass: HomeAssistant,
+    entry: MockConfigEntry,
+    camera: SceneCamera,
+    library: SceneLibrary,
+    status: str,
+    error: str | None,
+    shown: str,
+) -> None:
+    camera.show(fire(library).id)
+    await _hazard_on(hass, entry)
+    before = hass.states.get(SAFETY)
+    reviews = async_capture_events(hass, EVENT_TEACHER_REVIEW)
+
+    coordinator(entry).async_review_ended(
+        {
+            "review_id": "r1",
+            "idempotency_key": coordinator(entry).data.escalation_id,
+            "camera": CAMERA_ENTITY,
+            "reason": "safety",
+            "priority": 5,
+            "status": status,
+            "attempts": 1,
+            "error": error,
+            "superseded_by": "r2" if status == "superseded" else None,
+        }
+    )
+    await hass.async_block_till_done()
+
+    assert [(e.data["outcome"], e.data["review_id"]) for e in reviews] == [(status, "r1")]
+    assert hass.states.get(OBSERVATION).attributes["teacher"] == shown
+    after = hass.states.get(SAFETY)
+    assert after.state == STATE_ON
+    assert after.attributes["flags"] == before.attributes["flags"]

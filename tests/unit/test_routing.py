@@ -174,3 +174,45 @@ def test_switching_signals_off_leaves_the_others_working() -> None:
 def test_an_empty_keyword_list_matches_nothing() -> None:
     pattern = keyword_pattern(["", "  "])
     assert not pattern.search("fire smoke x")
+
+
+def test_a_negated_keyword_beside_a_flag_is_neither_a_hit_nor_in_the_reason() -> None:
+    answer = Observation(
+        "Grey smoke near the ceiling; no flames are visible.", ("ceiling",), ("smoke",), 0.9
+    )
+    decision = _route(answer)
+    assert decision.escalate
+    assert decision.reason is EscalationReason.SAFETY
+    assert decision.safety_hits == ("smoke",)
+    assert decision.negated == ("fire",)
+    assert decision.detail == "safety flag: smoke; negated, not flagged: fire"
+
+
+def test_a_keyword_in_prose_is_a_different_reason_from_a_flag() -> None:
+    decision = _route(Observation("Flames near the curtains", ("curtains",), (), 0.95))
+    assert decision.detail == "safety keyword in prose: fire"
+    both = _route(Observation("Blood on the floor", ("floor",), ("fall",), 0.95))
+    assert both.detail == "safety flag: fall; keyword in prose: blood"
+    assert both.safety_hits == ("fall", "blood")
+
+
+def test_a_hazard_named_only_outside_the_json_is_a_keyword_in_prose() -> None:
+    answer = Observation("A kitchen", ("pan",), ("fire",), 0.95, outside_text="I see a knife.")
+    decision = _route(answer)
+    assert decision.safety_hits == ("fire", "weapon")
+
+
+def test_an_answer_that_only_negates_hazards_is_calm() -> None:
+    decision = _route(Observation("A quiet room; no smoke or fire.", ("sofa",), (), 0.95))
+    assert not decision.escalate
+    assert decision.safety_hits == ()
+    assert decision.negated == ("smoke", "fire")
+    assert "negated, not flagged: smoke, fire" in decision.detail
+
+
+def test_a_student_error_keeps_the_hazards_its_answer_names() -> None:
+    error = StudentError("answer has no safety_flags", '{"summary": "Flames in the bin"}')
+    decision = _route(error)
+    assert decision.reason is EscalationReason.STUDENT_ERROR
+    assert decision.safety_hits == ("fire",)
+    assert decision.detail == "answer has no safety_flags; hazard named anyway: fire"

@@ -24,7 +24,8 @@ def test_one_flagged_frame_is_not_enough_but_two_of_five_are() -> None:
     assert _feed(window, [(), ("fire",), (), ()]) == [False, False, False, False]
     state = window.add_frame(("fire", "smoke"), _at(4))
     assert state.on
-    assert set(state.flags) == {"fire", "smoke"}
+    # Only fire has two of the frames: smoke in one frame is not (yet) persisting.
+    assert state.flags == ("fire",)
     assert state.flags[0] == "fire"  # the most persistent flag first
     assert state.since == _at(4)
     assert not state.confirmed_by_teacher
@@ -100,3 +101,50 @@ def test_temporal_change_is_a_flag_the_window_did_not_have() -> None:
 def test_impossible_windows_are_rejected_with_a_reason(size: int, k: int, clear: int) -> None:
     with pytest.raises(ValueError, match=r"\w+"):
         WindowConfig(size=size, flagged_to_trigger=k, clean_to_clear=clear)
+
+
+def test_a_hazard_after_a_cleared_one_replaces_it() -> None:
+    window = SafetyWindow(WindowConfig(size=5, flagged_to_trigger=2, clean_to_clear=1))
+    _feed(window, [("fire",), ("fire", "smoke"), ()])
+    assert not window.state.on
+    state = window.add_frame(("weapon",), _at(3))
+    assert not state.on  # the fire frames before the clear do not count
+    state = window.add_frame(("weapon",), _at(4))
+    assert state.on
+    assert state.flags == ("weapon",)
+    # The history is still there for the temporal-change signal.
+    assert window.recent_flags == {"fire", "smoke", "weapon"}
+
+
+def test_while_on_a_flag_that_went_away_drops_out_and_a_new_one_joins() -> None:
+    window = SafetyWindow(WindowConfig(size=5, flagged_to_trigger=2, clean_to_clear=3))
+    _feed(window, [("fire",), ("fire",)])
+    assert window.state.flags == ("fire",)
+    flags = [window.add_frame(("weapon",), _at(2 + i)).flags for i in range(3)]
+    assert flags == [("fire",), ("fire", "weapon"), ("weapon",)]
+    assert window.state.on
+
+
+def test_an_unreadable_frame_does_not_count_as_a_flag_being_absent() -> None:
+    window = SafetyWindow(WindowConfig(size=5, flagged_to_trigger=2, clean_to_clear=2))
+    _feed(window, [("fire",), ("fire",), None, None, None])
+    assert window.state.flags == ("fire",)
+
+
+def test_different_flags_in_k_frames_turn_it_on_with_both() -> None:
+    window = SafetyWindow(WindowConfig(size=5, flagged_to_trigger=2))
+    _feed(window, [("fire",), ("smoke",)])
+    assert window.state.on
+    assert window.state.flags == ("fire", "smoke")
+
+
+def test_a_teacher_confirmed_flag_is_shown_until_it_has_gone_like_any_other() -> None:
+    window = SafetyWindow(WindowConfig(size=5, flagged_to_trigger=2, clean_to_clear=2))
+    state = window.teacher_confirmed(("fire",), _at(0))
+    assert state.on
+    assert state.confirmed_by_teacher
+    assert state.flags == ("fire",)
+    window.add_frame(("weapon",), _at(1))
+    state = window.add_frame(("weapon",), _at(2))
+    assert state.flags == ("weapon",)
+    assert not state.confirmed_by_teacher

@@ -2,8 +2,10 @@
  * vision-tutor-card: one Vision Tutor camera on a dashboard.
  *
  * The latest analysed frame, what the student (or the teacher) saw in it, how sure it was (the
- * effective confidence beside the model's own), the safety state with its flags, why the frame
- * went to the teacher, the prompt version, and a timeline of the last results.
+ * effective confidence beside the model's own, labelled with whose they are; for a teacher's
+ * answer the student's effective confidence too), the safety state with the flags that persist
+ * now, why the frame went to the teacher and what became of it, the prompt version, and a
+ * timeline of the last results.
  *
  * Plain JavaScript, no build step: Home Assistant serves this file as it is. The rendering is
  * made of pure functions (exported at the bottom) so that it can be unit-tested with `node
@@ -186,8 +188,18 @@ export function buildModel(hass, config, timeline = []) {
     summary: waiting ? null : observation.state,
     observations: Array.isArray(attrs.observations) ? attrs.observations.map(String) : [],
     confidence: {
+      // Whose answer is on display is whose confidences these are.
+      owner: attrs.source === "teacher" ? "teacher" : "student",
       effective: percent(attrs.effective_confidence),
       model: percent(attrs.confidence),
+      // Beside a teacher's answer, what the student said of its own.
+      student:
+        attrs.source === "teacher"
+          ? {
+              effective: percent(attrs.student_effective_confidence),
+              model: percent(attrs.student_confidence),
+            }
+          : null,
     },
     safety: {
       known: isUsable(safetyState) && (safetyState.state === "on" || safetyState.state === "off"),
@@ -202,6 +214,7 @@ export function buildModel(hass, config, timeline = []) {
     escalationReason: attrs.escalation_reason ?? null,
     escalationDetail: attrs.escalation_detail ?? null,
     teacherUnavailable: Boolean(attrs.teacher_unavailable),
+    teacherStatus: typeof attrs.teacher === "string" && attrs.teacher ? attrs.teacher : null,
     studentError: attrs.student_error ?? null,
     promptVersion: attrs.prompt_version ?? null,
     model: attrs.model ?? null,
@@ -295,8 +308,11 @@ export function renderCard(model, { locale, showTimeline = true } = {}) {
   let escalation = "";
   if (model.escalated) {
     const detail = model.escalationDetail ? ` — ${escapeHtml(model.escalationDetail)}` : "";
-    const unavailable = model.teacherUnavailable ? " (no teacher available)" : "";
-    escalation = `<div class="escalation" data-reason="${escapeHtml(model.escalationReason ?? "")}"><ha-icon icon="mdi:school-outline"></ha-icon><span>Sent to the teacher: <b>${escapeHtml(reasonText(model.escalationReason))}</b>${detail}${unavailable}</span></div>`;
+    const unavailable = model.teacherUnavailable && !model.teacherStatus ? " (no teacher available)" : "";
+    const status = model.teacherStatus
+      ? `<span class="teacher-status" data-status="${model.teacherStatus.startsWith("not reviewed") ? "not-reviewed" : escapeHtml(model.teacherStatus.split(/[ :]/)[0])}">Teacher: ${escapeHtml(model.teacherStatus)}</span>`
+      : "";
+    escalation = `<div class="escalation" data-reason="${escapeHtml(model.escalationReason ?? "")}"><ha-icon icon="mdi:school-outline"></ha-icon><span>Sent to the teacher: <b>${escapeHtml(reasonText(model.escalationReason))}</b>${detail}${unavailable}${status ? ` · ${status}` : ""}</span></div>`;
   }
   const error = model.studentError
     ? `<div class="student-error">The student's answer could not be read: ${escapeHtml(model.studentError)}</div>`
@@ -317,9 +333,10 @@ export function renderCard(model, { locale, showTimeline = true } = {}) {
         <div class="summary-row">${source}<span class="summary">${escapeHtml(model.summary)}</span></div>
         ${observations}
         ${renderSafety(model.safety)}
-        <div class="confidence">
-          ${confidenceBar("Effective confidence", model.confidence.effective, "effective")}
-          ${confidenceBar("Stated by the model", model.confidence.model, "stated")}
+        <div class="confidence" data-owner="${model.confidence.owner}">
+          ${confidenceBar(`Effective confidence (${model.confidence.owner})`, model.confidence.effective, "effective")}
+          ${confidenceBar(`Stated by the ${model.confidence.owner}`, model.confidence.model, "stated")}
+          ${model.confidence.student ? confidenceBar("Effective confidence (student)", model.confidence.student.effective, "student") : ""}
         </div>
         ${escalation}
         ${error}

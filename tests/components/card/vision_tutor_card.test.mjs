@@ -77,10 +77,13 @@ const teacherVerdict = () =>
       source: "teacher",
       escalated: true,
       escalation_reason: "safety",
-      escalation_detail: "safety flag 'fire' in the student's answer",
+      escalation_detail: "safety flag: fire",
       safety_flags: ["fire", "smoke"],
       confidence: 0.93,
-      effective_confidence: 0.61,
+      effective_confidence: 0.93,
+      student_confidence: 0.9,
+      student_effective_confidence: 0.61,
+      teacher: "reviewed",
     }),
     safety: {
       state: "on",
@@ -112,7 +115,7 @@ test("a routine result: summary, observations, both confidences, no hazard, the 
   assert.equal(model.title, "Kitchen");
   assert.equal(model.summary, "An empty kitchen by day");
   assert.deepEqual(model.observations, ["kitchen", "counter"]);
-  assert.deepEqual(model.confidence, { effective: 88, model: 95 });
+  assert.deepEqual(model.confidence, { owner: "student", effective: 88, model: 95, student: null });
   assert.equal(model.safety.on, false);
   assert.equal(model.source, "student");
   assert.equal(model.promptVersion, "builtin");
@@ -126,8 +129,8 @@ test("a routine result: summary, observations, both confidences, no hazard, the 
   assert.match(html, /<span class="summary">An empty kitchen by day<\/span>/);
   assert.match(html, /data-source="student"/);
   assert.match(html, /data-safety="off"/);
-  assert.match(html, /Effective confidence[\s\S]*?<span class="bar-value">88 %<\/span>/);
-  assert.match(html, /Stated by the model[\s\S]*?<span class="bar-value">95 %<\/span>/);
+  assert.match(html, /Effective confidence \(student\)[\s\S]*?<span class="bar-value">88 %<\/span>/);
+  assert.match(html, /Stated by the student[\s\S]*?<span class="bar-value">95 %<\/span>/);
   assert.match(html, /style="width: 88%"/);
   assert.match(html, /prompt <span class="prompt-version">builtin<\/span>/);
   assert.doesNotMatch(html, /Sent to the teacher/);
@@ -149,8 +152,44 @@ test("a teacher verdict on a safety escalation: teacher as source, flags, confir
   assert.match(html, /data-safety="on"/);
   assert.match(html, /<span class="flag">fire<\/span><span class="flag">smoke<\/span>/);
   assert.match(html, /confirmed by the teacher/);
-  assert.match(html, /Sent to the teacher: <b>safety<\/b> — safety flag &#39;fire&#39; in the student&#39;s answer/);
-  assert.match(html, /<span class="bar-value">61 %<\/span>/);
+  assert.match(html, /Sent to the teacher: <b>safety<\/b> — safety flag: fire/);
+  assert.match(html, /Teacher: reviewed/);
+  // The teacher's confidences are labelled as the teacher's; the student's stays beside them.
+  assert.deepEqual(model.confidence, {
+    owner: "teacher",
+    effective: 93,
+    model: 93,
+    student: { effective: 61, model: 90 },
+  });
+  assert.match(html, /Effective confidence \(teacher\)[\s\S]*?<span class="bar-value">93 %<\/span>/);
+  assert.match(html, /Stated by the teacher[\s\S]*?<span class="bar-value">93 %<\/span>/);
+  assert.match(html, /Effective confidence \(student\)[\s\S]*?<span class="bar-value">61 %<\/span>/);
+});
+
+test("a safety review the teacher did not do is said, and the student's flags stay", () => {
+  const model = card.buildModel(
+    hass({
+      obs: observation({
+        escalated: true,
+        escalation_reason: "safety",
+        escalation_detail: "safety flag: smoke; negated, not flagged: fire",
+        safety_flags: ["smoke"],
+        teacher: "not reviewed (failed: the teacher's answer is not JSON)",
+        teacher_unavailable: false,
+      }),
+      safety: {
+        state: "on",
+        attributes: { flags: ["smoke"], confirmed_by_teacher: false, since: ANALYSED_AT },
+      },
+    }),
+    { device_id: DEVICE },
+  );
+  assert.equal(model.teacherStatus, "not reviewed (failed: the teacher's answer is not JSON)");
+  assert.deepEqual(model.safety.flags, ["smoke"]);
+  const html = card.renderCard(model);
+  assert.match(html, /data-status="not-reviewed">Teacher: not reviewed \(failed: the teacher&#39;s answer is not JSON\)/);
+  assert.match(html, /<span class="flag">smoke<\/span>/);
+  assert.doesNotMatch(html, /<span class="flag">fire<\/span>/);
 });
 
 test("a student error and a missing teacher are said in words", () => {

@@ -1,4 +1,4 @@
-"""The ordered, resumable event log and its Server-Sent Events stream.
+"""The ordered, resumable event log (its Server-Sent Events stream is `api.events`).
 
 Events are rows of the database (see `vision_tutor_teacher.storage`), appended in the transaction
 that makes the change they announce, and numbered by a monotonic sequence: the cursor. A client
@@ -8,7 +8,10 @@ is read back from the log rather than from an in-memory fan-out that a disconnec
 
 Types: ``review`` (a status change), ``verdict`` (the teacher's verdict), ``stats`` (queue and
 teacher statistics, at most once per ``stats_interval_s`` and only when they changed), ``prompt``
-(the prompt lab's active prompt changed) and ``job`` (a lab job's progress).
+(the prompt lab's active prompt changed) and ``job`` (a lab job's progress). Each stream starts
+with a ``hello`` event without an ``id:`` (it is not in the log): the database's id and the
+log's last sequence number, so that a client whose saved cursor is about another database, or
+is above everything this one has (restored from an older backup), knows to start again from 0.
 """
 
 from __future__ import annotations
@@ -18,14 +21,10 @@ import contextlib
 from dataclasses import dataclass
 from typing import Final
 
-from aiohttp import web
-
-from .storage import Database, DatabaseClosed, Transaction
+from vision_tutor_teacher.storage.database import Database, Transaction
 
 PAGE: Final = 500
 """Events read from the log per round trip to the database."""
-RECONNECT_MS: Final = 2000
-"""The ``retry:`` an EventSource waits before reconnecting."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +46,18 @@ def events_after(tx: Transaction, cursor: int, limit: int) -> list[Event]:
 
 
 def last_seq(tx: Transaction) -> int:
-    return int(tx.scalar("SELECT coalesce(max(seq), 0) FROM events"))
+    """The newest sequence number ever given, also when retention has deleted every event."""
+    return int(
+        tx.scalar(
+            "SELECT max(coalesce((SELECT max(seq) FROM events), 0), "
+            "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0))"
+        )
+    )
+
+
+def database_id(tx: Transaction) -> str:
+    """The id made with the database (migration 3): a cursor is only meaningful with it."""
+    return str(tx.scalar("SELECT value FROM meta WHERE name = 'database_id'"))
 
 
 class EventLog:
@@ -58,6 +68,7 @@ class EventLog:
         self.generation = 0
         """Bumped on every commit with events; a stream compares it to skip a needless wait."""
         self.closed = False
+        self._database_id: str | None = None
         self._appended = asyncio.Event()
         db.on_commit(self._notify)
 
@@ -75,6 +86,12 @@ class EventLog:
     async def after(self, cursor: int, limit: int = PAGE) -> list[Event]:
         return await self.db.run(lambda tx: events_after(tx, cursor, limit))
 
+    async def database_id(self) -> str:
+        """The database's identity (it never changes while the database is open)."""
+        if self._database_id is None:
+            self._database_id = await self.db.run(database_id)
+        return self._database_id
+
     async def last_seq(self) -> int:
         return await self.db.run(last_seq)
 
@@ -87,44 +104,3 @@ class EventLog:
                 await self._appended.wait()
                 return True
         return False
-
-
-def parse_cursor(value: str | None) -> int | None:
-    """A cursor from a query parameter or Last-Event-ID; ValueError when malformed."""
-    if value is None or value.strip() == "":
-        return None
-    cursor = int(value)
-    if cursor < 0:
-        raise ValueError("a cursor is never negative")
-    return cursor
-
-
-async def stream(
-    request: web.Request, log: EventLog, cursor: int, heartbeat_s: float
-) -> web.StreamResponse:
-    """Send every event after `cursor`, then follow the log until the client or server stops."""
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            # Ask nginx-style proxies (and the Supervisor's ingress) not to buffer the stream.
-            "X-Accel-Buffering": "no",
-        }
-    )
-    await response.prepare(request)
-    try:
-        await response.write(f"retry: {RECONNECT_MS}\n\n".encode())
-        while not log.closed:
-            generation = log.generation
-            events = await log.after(cursor)
-            if events:
-                await response.write(b"".join(event.encode() for event in events))
-                cursor = events[-1].seq
-                continue
-            if not await log.wait(generation, heartbeat_s):
-                await response.write(b": heartbeat\n\n")
-    except ConnectionResetError:
-        pass  # the client went away; it resumes from its cursor
-    except DatabaseClosed:
-        pass  # shutting down
-    return response

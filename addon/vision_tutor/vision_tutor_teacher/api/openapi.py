@@ -1,7 +1,7 @@
 """The API described as OpenAPI 3.1, built from the pydantic models the server uses.
 
 Served at ``GET /api/v1/openapi.json`` and committed as ``addon/vision_tutor/openapi.json`` (a test
-keeps the two identical). Regenerate the file with ``python -m vision_tutor_teacher.openapi``.
+keeps the two identical). Regenerate the file with ``python -m vision_tutor_teacher.api.openapi``.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ import json
 import sys
 from typing import Any, Final
 
+from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from . import __version__
-from .lab_models import (
+from vision_tutor_teacher import __version__
+from vision_tutor_teacher.lab.models import (
     AcceptExample,
     ActivePrompt,
     CaseList,
@@ -36,7 +37,7 @@ from .lab_models import (
     ValidationCaseIn,
     ValidationCaseOut,
 )
-from .models import (
+from vision_tutor_teacher.models import (
     Accepted,
     ErrorBody,
     Health,
@@ -245,8 +246,14 @@ def _paths() -> dict[str, Any]:
                 "operationId": "streamEvents",
                 "summary": "Server-Sent Events: every status change, verdict and statistic",
                 "description": (
-                    "Each event has `id: <seq>` (a monotonic cursor), `event: review | verdict | "
-                    "stats | prompt | job` and JSON `data` (ReviewEvent, Verdict, Stats, "
+                    "The first event is `event: hello` with no `id:` line and data "
+                    '`{"database_id": "...", "last_seq": N}`: the database\'s identity '
+                    "(also the `X-Vision-Tutor-Database` response header and in /api/v1/health) "
+                    "and the log's newest sequence number. A client whose saved cursor belongs to "
+                    "another database id, or is above `last_seq` (a database restored from an "
+                    "older copy), starts again from 0. "
+                    "Each other event has `id: <seq>` (a monotonic cursor), `event: review | "
+                    "verdict | stats | prompt | job` and JSON `data` (ReviewEvent, Verdict, Stats, "
                     "PromptEvent: the active prompt changed, JobEvent: a lab job's progress). "
                     "Resume with "
                     "`?after=<last seq>` or the standard `Last-Event-ID` header (which wins): "
@@ -267,7 +274,21 @@ def _paths() -> dict[str, Any]:
                         "200": {
                             "description": "The stream.",
                             "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                            "headers": {
+                                "X-Vision-Tutor-Database": {
+                                    "description": "The database's id (as in the hello event).",
+                                    "schema": {"type": "string"},
+                                }
+                            },
                             "x-event-data": {
+                                "hello": {
+                                    "type": "object",
+                                    "properties": {
+                                        "database_id": {"type": "string"},
+                                        "last_seq": {"type": "integer", "minimum": 0},
+                                    },
+                                    "required": ["database_id", "last_seq"],
+                                },
                                 "review": _ref(ReviewEvent),
                                 "verdict": _ref(Verdict),
                                 "stats": _ref(Stats),
@@ -628,6 +649,14 @@ def build_spec() -> dict[str, Any]:
 
 def render() -> str:
     return json.dumps(build_spec(), indent=2, sort_keys=False) + "\n"
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(build_spec())
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/openapi.json", openapi)
 
 
 if __name__ == "__main__":
