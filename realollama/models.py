@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
+import re
 import shutil
 import sys
 import tempfile
@@ -36,6 +37,8 @@ STUDENT = "vt-student:gemma4-tiny-r2"
 TEACHER = "vt-teacher:gemma3-graft-r2"
 TEXT = "vt-text:gemma3-270m-r2"
 EMBED = "vt-embed:all-minilm-r2"
+STALE = re.compile(r"^vt-(student|teacher|text|embed):.+-r\d+$")
+"""What a test model's name looks like, at any recipe revision."""
 
 # Deterministic: the teacher tests give the base 270M an example answer in the system prompt, which
 # it copies at temperature 0 (without one it loops inside the JSON until num_predict cuts it off).
@@ -178,8 +181,17 @@ def create(url: str, model: TestModel) -> None:
 
 
 def ensure_models(url: str, log: Callable[[str], None] = _LOGGER.info) -> list[str]:
-    """Create the test models the server does not have yet; the names of those created."""
+    """Create the test models the server does not have yet; the names of those created.
+
+    Test models of an older recipe revision (``vt-…-rN`` no longer in MODELS) are deleted, so a
+    server never offers stale ones.
+    """
     have = installed(url)
+    current = {model.name for model in MODELS}
+    for name in sorted(have - current):
+        if STALE.match(name):
+            log(f"deleting the stale test model {name} from {url}")
+            _request(url, "DELETE", "/api/delete", {"model": name})
     made = []
     for model in MODELS:
         if model.name in have:
