@@ -80,7 +80,17 @@ class SimulatorConfig:
     """Requests served at once, like OLLAMA_NUM_PARALLEL."""
     max_queue: int = 512
     """Requests waiting for a slot before 503, like OLLAMA_MAX_QUEUE."""
-    version: str = "0.13.0"
+    version: str = "0.24.0"
+    """What ``/api/version`` answers: a release that serves gemma4 with ``format`` and
+    ``think: false`` correctly (0.21.1 or later), and logprobs (0.12.11 or later)."""
+    format_dropped_without_thinking: bool = False
+    """Emulate Ollama 0.20.0 to 0.21.0: a thinking model asked for ``format`` with
+    ``think: false`` ignores the format and answers free text."""
+    non_vision_images: Literal["drop", "reject"] = "drop"
+    """Images sent to a model without vision: "drop" them silently, as real Ollama does (the
+    model answers as if there were no image), or "reject" with 400 to catch misconfiguration."""
+    not_pulled: frozenset[str] = frozenset()
+    """Served models that start absent: 404 until ``/api/pull`` fetches them."""
 
     def model(self, name: str) -> ModelProfile | None:
         """Find a model by name, accepting a missing ``:latest`` tag as Ollama does."""
@@ -119,6 +129,8 @@ def load_config(path: Path | None = None, **overrides: Any) -> SimulatorConfig:
     try:
         models = {name: _profile(name, spec) for name, spec in raw.pop("models").items()}
         settings = {**raw, **{k: v for k, v in overrides.items() if v is not None}}
+        if "not_pulled" in settings:
+            settings["not_pulled"] = frozenset(settings["not_pulled"])
         return SimulatorConfig(models=models, **settings)
     except (KeyError, TypeError) as err:
         raise ValueError(f"invalid simulator profiles: {err}") from err

@@ -656,15 +656,25 @@ class Simulator:
         self.started_at = time.time()
         self._counters = _Counters()
         self._faults = {name: profile.faults for name, profile in config.models.items()}
+        self.absent = {
+            profile.name
+            for name in config.not_pulled
+            if (profile := config.model(name)) is not None
+        }
+        """Served models not pulled yet (`SimulatorConfig.not_pulled`), until `/api/pull`."""
 
     # Models and faults
 
     def model(self, name: str, not_found: Callable[[str], str]) -> ModelProfile:
         """The profile for a requested model name, with the faults currently in force."""
         profile = self.config.model(name)
-        if profile is None:
+        if profile is None or profile.name in self.absent:
             raise ApiError(404, not_found(name))
         return profile.with_faults(self._faults[profile.name])
+
+    def pulled(self) -> list[ModelProfile]:
+        """The models on "disk": served and not absent."""
+        return [p for p in self.config.models.values() if p.name not in self.absent]
 
     def faults(self) -> dict[str, Faults]:
         return dict(self._faults)
@@ -1013,6 +1023,32 @@ def resolve_think(profile: ModelProfile, params: GenerationParams) -> bool:
     return False
 
 
+def images_for(
+    profile: ModelProfile, params: GenerationParams, non_vision: Literal["drop", "reject"]
+) -> GenerationParams:
+    """The request as the model sees it: a model without vision never gets the images.
+
+    Real Ollama drops them without a word, and the model describes a picture it never saw;
+    ``non_vision="reject"`` answers 400 instead.
+    """
+    if not params.has_images or "vision" in profile.capabilities:
+        return params
+    if non_vision == "reject":
+        raise ApiError(400, does_not_support(params.model, "vision"))
+    messages = tuple(replace(message, images=()) for message in params.messages)
+    return replace(params, messages=messages)
+
+
+def format_for(
+    profile: ModelProfile, response_format: str | Json | None, think: bool, config: SimulatorConfig
+) -> str | Json | None:
+    """The format the runner applies: none, on an emulated Ollama 0.20.0 to 0.21.0, for a
+    thinking model told not to think (it answers free text whatever ``format`` asked)."""
+    if config.format_dropped_without_thinking and "thinking" in profile.capabilities and not think:
+        return None
+    return response_format
+
+
 def completion_format(value: object) -> str | Json | None:
     """``format`` as the runner accepts it; Ollama reports anything else as a runner error."""
     match value:
@@ -1064,7 +1100,7 @@ async def handle_tags(request: web.Request) -> web.Response:
             "digest": digest(profile.name),
             "details": model_details(profile),
         }
-        for profile in sim.config.models.values()
+        for profile in sim.pulled()
     ]
     return web.json_response({"models": models})
 
@@ -1171,6 +1207,58 @@ async def handle_show(request: web.Request) -> web.Response:
     return web.json_response(show_body(sim.model(name, model_not_found), sim.started_at))
 
 
+PULL_STEPS: Final = 4
+"""Progress lines per pulled layer."""
+PULL_STEP_S: Final = 0.5
+"""Simulated seconds between progress lines (time-scaled)."""
+
+
+def pull_progress(profile: ModelProfile) -> list[Json]:
+    """The progress lines Ollama streams for a pull: manifest, the layer, verify, write, done."""
+    layer = f"sha256:{digest(profile.name)}"
+    total = profile.size_bytes or 1
+    lines: list[Json] = [{"status": "pulling manifest"}]
+    lines += [
+        {
+            "status": f"pulling {digest(profile.name)[:12]}",
+            "digest": layer,
+            "total": total,
+            "completed": total * step // PULL_STEPS,
+        }
+        for step in range(PULL_STEPS + 1)
+    ]
+    lines += [
+        {"status": "verifying sha256 digest"},
+        {"status": "writing manifest"},
+        {"status": "success"},
+    ]
+    return lines
+
+
+async def handle_pull(request: web.Request) -> web.StreamResponse:
+    """``POST /api/pull``: fetch a served model that is not pulled yet, streaming progress."""
+    body = await Body.read(request, "PullRequest")
+    name = body.string("model") or body.string("name")
+    request[REQUEST_MODEL] = name
+    sim = request.app[SIMULATOR]
+    profile = sim.config.model(name)
+    if profile is None:
+        raise ApiError(500, "pull model manifest: file does not exist")
+    lines = pull_progress(profile) if profile.name in sim.absent else [{"status": "success"}]
+    if body.flag("stream") is False:
+        await asyncio.sleep(PULL_STEP_S * len(lines) * sim.config.time_scale)
+        sim.absent.discard(profile.name)
+        return web.json_response(lines[-1])
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    for line in lines:
+        await _write_line(response, line)
+        await asyncio.sleep(PULL_STEP_S * sim.config.time_scale)
+    sim.absent.discard(profile.name)
+    await response.write_eof()
+    return response
+
+
 async def handle_chat(request: web.Request) -> web.StreamResponse:
     started = time.perf_counter()  # total_duration includes reading the (image-laden) body
     body = await Body.read(request, "ChatRequest")
@@ -1202,9 +1290,7 @@ async def generate_reply(
     think = resolve_think(profile, params)
     if "completion" not in profile.capabilities:
         raise ApiError(400, does_not_support(params.model, endpoint))
-    if params.has_images and "vision" not in profile.capabilities:
-        # Ollama itself would quietly drop the images; a loud 400 catches misconfiguration.
-        raise ApiError(400, does_not_support(params.model, "vision"))
+    params = images_for(profile, params, sim.config.non_vision_images)
 
     async with sim.inference(profile, params.keep_alive, params.options, started) as session:
         if params.load_only:
@@ -1213,7 +1299,7 @@ async def generate_reply(
             raise ApiError(
                 400, f"think value {go_quote(params.think)} is not supported for this model"
             )
-        response_format = completion_format(params.format)
+        response_format = format_for(profile, completion_format(params.format), think, sim.config)
         await sim.strike(session)
         completion = await sim.complete(
             profile,
@@ -1434,6 +1520,7 @@ def create_app(config: SimulatorConfig, scenes: SceneLibrary | None = None) -> w
     routes.add_get("/api/tags", handle_tags)
     routes.add_get("/api/ps", handle_ps)
     routes.add_post("/api/show", handle_show)
+    routes.add_post("/api/pull", handle_pull)
     routes.add_post("/api/chat", handle_chat)
     routes.add_post("/api/generate", handle_generate)
     routes.add_post("/api/embed", handle_embed)
@@ -1553,6 +1640,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-queue", type=int, help="requests allowed to wait before 503 (env OLLAMA_MAX_QUEUE)"
     )
     parser.add_argument(
+        "--ollama-version", help="what /api/version answers (default: from the profiles)"
+    )
+    parser.add_argument(
+        "--drop-format-without-thinking",
+        action="store_true",
+        help="emulate Ollama 0.20.0-0.21.0: format is ignored when think is false",
+    )
+    parser.add_argument(
+        "--reject-non-vision-images",
+        action="store_true",
+        help="answer 400 to images for a model without vision (real Ollama drops them)",
+    )
+    parser.add_argument(
+        "--not-pulled",
+        action="append",
+        default=[],
+        metavar="MODEL",
+        help="a served model that starts absent until /api/pull fetches it (repeatable)",
+    )
+    parser.add_argument(
         "--fault",
         type=parse_fault,
         action="append",
@@ -1595,6 +1702,10 @@ def parse_args(
             time_scale=args.time_scale,
             num_parallel=num_parallel,
             max_queue=max_queue,
+            version=args.ollama_version,
+            format_dropped_without_thinking=args.drop_format_without_thinking or None,
+            non_vision_images="reject" if args.reject_non_vision_images else None,
+            not_pulled=args.not_pulled or None,
         )
     except ValueError as err:
         parser.error(str(err))

@@ -15,7 +15,13 @@ import ollama
 import pytest
 
 from simulator.scenes import SceneLibrary
-from tests.simulator.conftest import EMBEDDER, STUDENT, TEACHER, TEXT_ONLY
+from tests.simulator.conftest import (
+    EMBEDDER,
+    STUDENT,
+    TEACHER,
+    TEXT_ONLY,
+    SimulatorFactory,
+)
 
 USER = {"role": "user", "content": "What do you see?"}
 
@@ -103,10 +109,16 @@ async def test_think_levels_are_refused_as_ollama_does_for_non_harmony_models(
     )
 
 
-async def test_images_to_a_model_without_vision_are_400(
-    client: ollama.AsyncClient, scenes: SceneLibrary
+async def test_images_to_a_model_without_vision_are_400_when_asked_to_reject_them(
+    start_simulator: SimulatorFactory, scenes: SceneLibrary
 ) -> None:
-    error = await raises(client.chat(TEXT_ONLY, [with_image(scenes)]))
+    """Real Ollama drops them silently (tests/simulator/test_ollama_versions.py); the option
+    makes a misconfiguration loud in a test."""
+    async with (
+        start_simulator(non_vision_images="reject") as simulator,
+        ollama.AsyncClient(host=simulator.url) as client,
+    ):
+        error = await raises(client.chat(TEXT_ONLY, [with_image(scenes)]))
 
     assert (error.status_code, error.error) == (400, '"textonly:1b" does not support vision')
 

@@ -276,7 +276,7 @@ async def test_create_app_serves_under_any_aiohttp_runner(socket_enabled: None) 
     async with TestServer(create_app(make_config())) as server, httpx.AsyncClient() as http:
         response = await http.get(str(server.make_url("/api/version")))
 
-    assert response.json() == {"version": "0.13.0"}
+    assert response.json() == {"version": "0.24.0"}
 
 
 async def test_run_simulator_builds_the_default_config_from_overrides(
