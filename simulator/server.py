@@ -1,14 +1,15 @@
 """The simulator's HTTP layer: an Ollama-compatible server over the scripted models.
 
 Everything a client can observe follows Ollama's own server (``server/routes.go`` and
-``api/types.go`` at the version in ``SimulatorConfig.version``, 0.13.0 by default): routes,
+``api/types.go``; texts verified at 0.13.0, ``/api/version`` answers 0.24.0 by default): routes,
 field names, NDJSON streaming, durations in nanoseconds, error bodies ``{"error": "..."}``, their
 status codes and their exact texts. The integration talks to this server through the official
 ``ollama`` client and must later work unchanged against a real Ollama, so where the two could
 differ the simulator copies Ollama. The deliberate differences:
 
-* Images sent to a model without the "vision" capability are a 400 (``"X" does not support
-  vision``); Ollama 0.13 silently drops them, which would hide a misconfigured student.
+* Nothing, by default, for images sent to a model without the "vision" capability: they are
+  dropped silently as Ollama does; ``non_vision_images="reject"`` makes them a 400 (``"X" does
+  not support vision``) for tests that want a misconfiguration to be loud.
 * A ``format`` that is neither "json" nor a schema object fails (500, Ollama's text) before any
   output; Ollama fails the same way, but a thinking model streams its thinking first.
 * Durations (total, load, prompt_eval, eval) are the real, time-scaled ones: at time scale
