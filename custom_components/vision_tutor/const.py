@@ -69,7 +69,8 @@ DEFAULT_DISMISSAL_CLEARS: Final = True
 CONNECT_TIMEOUT: Final = 10
 
 # Ollama: how long the student stays loaded between frames, and its sampling temperature.
-STUDENT_KEEP_ALIVE: Final = "10m"
+STUDENT_KEEP_ALIVE_S: Final = 600
+STUDENT_KEEP_ALIVE: Final = f"{STUDENT_KEEP_ALIVE_S // 60}m"
 STUDENT_TEMPERATURE: Final = 0.3
 
 # Bus events automations can trigger on.
