@@ -48,8 +48,8 @@ import aiohttp
 from simulator.prompting import SAFETY_FLAGS, hazards_in, prompt_quality
 from simulator.scenes import SceneLibrary
 from simulator.server import RunningSimulator, run_simulator
+from vision_tutor_teacher.lab.scoring import METHODS
 from vision_tutor_teacher.options import Options
-from vision_tutor_teacher.scoring import METHODS
 from vision_tutor_teacher.service import run_service
 
 DEFAULT_OUT: Final = Path(__file__).parent / "results"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from vision_tutor_teacher.agreement import cosine, judge, normalise_flags
 from vision_tutor_teacher.metrics import render
 from vision_tutor_teacher.models import Observation, Reason, Stats
+from vision_tutor_teacher.reviews.agreement import cosine, judge, normalise_flags
 
 
 def observation(summary: str, *flags: str) -> Observation:

@@ -22,7 +22,7 @@ from tests.addon.conftest import (
 )
 from tests.addon.test_lab_api import LAB_ROUTES
 from vision_tutor_teacher import __version__
-from vision_tutor_teacher.openapi import build_spec
+from vision_tutor_teacher.api.openapi import build_spec
 
 API_ROUTES = [
     ("POST", "/api/v1/reviews"),
@@ -362,7 +362,7 @@ async def test_health_stats_metrics_and_openapi(
 
 def test_the_committed_openapi_document_is_up_to_date() -> None:
     committed = json.loads((ADDON / "openapi.json").read_text())
-    assert committed == build_spec(), "regenerate: python -m vision_tutor_teacher.openapi"
+    assert committed == build_spec(), "regenerate: python -m vision_tutor_teacher.api.openapi"
 
 
 def test_the_openapi_document_covers_every_route() -> None:

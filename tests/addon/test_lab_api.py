@@ -29,9 +29,9 @@ from tests.addon.conftest import (
     jpeg,
     review_body,
 )
-from vision_tutor_teacher.lab_ui import form_token
 from vision_tutor_teacher.options import Options
 from vision_tutor_teacher.service import run_service
+from vision_tutor_teacher.ui.lab import form_token
 
 STUDENT = "gemma4:e2b"
 TEACHER = "gemma4:26b"

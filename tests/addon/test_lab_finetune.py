@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from tests.addon.conftest import review_body
-from vision_tutor_teacher import examples, finetune, registry, suite
-from vision_tutor_teacher.lab_models import AcceptExample, Split
+from vision_tutor_teacher.lab import examples, finetune, registry, suite
+from vision_tutor_teacher.lab.models import AcceptExample, Split
 from vision_tutor_teacher.models import Agreement, Observation, ReviewRequest, Verdict
-from vision_tutor_teacher.queue import ClaimedReview, Idle, QueuePolicy, ReviewQueue
-from vision_tutor_teacher.storage import Database, Transaction
+from vision_tutor_teacher.reviews.queue import ClaimedReview, Idle, QueuePolicy, ReviewQueue
+from vision_tutor_teacher.storage.database import Database, Transaction
 
 FRAME = b"\xff\xd8\xff\xe0 a frame from the porch"
 
@@ -186,8 +186,8 @@ async def test_the_jsonl_export_is_chat_format_with_images(db: Database) -> None
 
 
 async def test_the_teacher_is_shown_disagreements_but_never_holdout_cases(db: Database) -> None:
-    from vision_tutor_teacher import lab
-    from vision_tutor_teacher.lab_models import CaseResult
+    from vision_tutor_teacher.lab.candidates import collect_failures
+    from vision_tutor_teacher.lab.models import CaseResult
 
     ids = await reviewed(db, 3)  # the first one disagrees with the student
     holdout_case = await db.run(
@@ -216,7 +216,7 @@ async def test_the_teacher_is_shown_disagreements_but_never_holdout_cases(db: Da
     )
     active = active.model_copy(update={"per_case": [missed, failed, hidden]})
 
-    failures = await db.run(lambda tx: lab._failures(tx, active, set()))
+    failures = await db.run(lambda tx: collect_failures(tx, active, set()))
     wheres = [f.where for f in failures]
     assert wheres[:2] == [f"case {train_case.name!r}", f"case {train_case.name!r}"]
     assert failures[0].said.startswith("nothing usable (timeout)")
@@ -225,5 +225,5 @@ async def test_the_teacher_is_shown_disagreements_but_never_holdout_cases(db: Da
     assert wheres[2:] == ["camera camera.cam0 (safety)"]  # the disagreement
     assert "weapon" in failures[2].expected
 
-    hiding = await db.run(lambda tx: lab._failures(tx, active, {ids[0]}))
+    hiding = await db.run(lambda tx: collect_failures(tx, active, {ids[0]}))
     assert all(not f.where.startswith("camera") for f in hiding)

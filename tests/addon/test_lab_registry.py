@@ -10,10 +10,10 @@ import sqlite3
 
 import pytest
 
-from vision_tutor_teacher import registry
-from vision_tutor_teacher.lab_models import CaseResult, PromptCost, PromptSource, Split
-from vision_tutor_teacher.registry import Fingerprints, gate
-from vision_tutor_teacher.storage import Database, Transaction
+from vision_tutor_teacher.lab import registry
+from vision_tutor_teacher.lab.models import CaseResult, PromptCost, PromptSource, Split
+from vision_tutor_teacher.lab.registry import Fingerprints, gate
+from vision_tutor_teacher.storage.database import Database, Transaction
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import math
 from hypothesis import given, strategies as st
 import pytest
 
-from vision_tutor_teacher.scoring import (
+from vision_tutor_teacher.lab.scoring import (
     FAILED_METHODS,
     FORBIDDEN_PENALTY,
     METHOD_WEIGHTS,
@@ -29,7 +29,7 @@ from vision_tutor_teacher.scoring import (
     survivors,
     weighted_mean,
 )
-from vision_tutor_teacher.suite import load_default_suite
+from vision_tutor_teacher.lab.suite import load_default_suite
 
 SCHEMA = load_default_suite().task.output_schema  # type: ignore[union-attr]
 ANSWER = {

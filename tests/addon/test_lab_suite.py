@@ -11,15 +11,15 @@ from hypothesis import given, strategies as st
 from pydantic import ValidationError
 import pytest
 
-from vision_tutor_teacher import suite
-from vision_tutor_teacher.lab_models import (
+from vision_tutor_teacher.lab import suite
+from vision_tutor_teacher.lab.models import (
     Split,
     SuiteDocument,
     TaskSpec,
     ValidationCaseIn,
     keyword_groups,
 )
-from vision_tutor_teacher.storage import Database, Transaction
+from vision_tutor_teacher.storage.database import Database, Transaction
 
 JPEG = b"\xff\xd8\xff\xe0 a tiny frame"
 

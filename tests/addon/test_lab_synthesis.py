@@ -9,8 +9,8 @@ import re
 import pytest
 
 from simulator.behaviour import requested_prompt_count, scored_prompts
-from vision_tutor_teacher.suite import load_default_suite
-from vision_tutor_teacher.synthesis import (
+from vision_tutor_teacher.lab.suite import load_default_suite
+from vision_tutor_teacher.lab.synthesis import (
     Failure,
     MalformedCandidates,
     ScoredPrompt,

@@ -27,7 +27,7 @@ import yaml
 
 from tests.addon.conftest import ADDON, ROOT
 from vision_tutor_teacher import __version__
-from vision_tutor_teacher.openapi import build_spec
+from vision_tutor_teacher.api.openapi import build_spec
 from vision_tutor_teacher.options import Options
 
 # supervisor/addons/options.py

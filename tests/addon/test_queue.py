@@ -17,7 +17,6 @@ from hypothesis import given, settings, strategies as st
 import pytest
 
 from tests.addon.conftest import review_body
-from vision_tutor_teacher import queue as review_queue
 from vision_tutor_teacher.models import (
     PRIORITY,
     Agreement,
@@ -26,7 +25,8 @@ from vision_tutor_teacher.models import (
     ReviewRequest,
     Verdict,
 )
-from vision_tutor_teacher.queue import (
+from vision_tutor_teacher.reviews import queue as review_queue
+from vision_tutor_teacher.reviews.queue import (
     Admission,
     ClaimedReview,
     Idle,
@@ -34,16 +34,10 @@ from vision_tutor_teacher.queue import (
     ReviewQueue,
     percentile,
 )
-from vision_tutor_teacher.storage import (
-    MIGRATIONS,
-    Database,
-    DatabaseClosed,
-    DataDirLocked,
-    Transaction,
-    apply_retention,
-    connect,
-    load_or_create_token,
-)
+from vision_tutor_teacher.storage.database import Database, DatabaseClosed, Transaction, connect
+from vision_tutor_teacher.storage.datadir import DataDirLocked, load_or_create_token
+from vision_tutor_teacher.storage.migrations import MIGRATIONS
+from vision_tutor_teacher.storage.retention import apply_retention
 
 
 def meta(key: str, **kwargs: Any) -> ReviewRequest:

@@ -27,7 +27,7 @@ from tests.addon.conftest import (
 )
 from vision_tutor_teacher.options import Options
 from vision_tutor_teacher.service import run_service
-from vision_tutor_teacher.storage import Database
+from vision_tutor_teacher.storage.database import Database
 
 TEACHER = "gemma4:26b"
 

@@ -12,7 +12,7 @@ import pytest
 
 from benchmarks.prompt_lab import main, scene_cases
 from simulator.scenes import SceneLibrary
-from vision_tutor_teacher.scoring import METHODS
+from vision_tutor_teacher.lab.scoring import METHODS
 
 
 def test_scene_cases_carry_ground_truth_and_forbid_only_unmentioned_hazards() -> None:

@@ -23,7 +23,7 @@ from . import __version__
 from .discovery import SupervisorAccess
 from .options import DEFAULT_OPTIONS_FILE, OptionsError, load_options
 from .service import RunningService, serve_until_stopped
-from .storage import DataDirLocked
+from .storage.datadir import DataDirLocked
 
 DEFAULT_DATA_DIR: Final = Path("/data")
 DEFAULT_PORT: Final = 8765

@@ -27,6 +27,8 @@ SERVICE_NAME: Final = "vision_tutor"
 DEFAULT_SUPERVISOR_URL: Final = "http://supervisor"
 SUPERVISOR_URL_ENV: Final = "VISION_TUTOR_SUPERVISOR_URL"
 """Overrides the Supervisor's address; tests point it at a fake Supervisor on loopback."""
+INGRESS_PROXY: Final = "172.30.32.2"
+"""The Supervisor's address on the add-on network, from which ingress requests arrive."""
 REQUEST_TIMEOUT_S: Final = 10.0
 RETRY_DELAYS_S: Final = (1.0, 5.0, 30.0)
 

@@ -2,7 +2,7 @@
 
 Everything the integration sends is validated here before it reaches the queue, and everything
 the add-on answers is serialised from these models, so the OpenAPI document (built from the same
-models in `vision_tutor_teacher.openapi`) cannot drift from what the server does.
+models in `vision_tutor_teacher.api.openapi`) cannot drift from what the server does.
 """
 
 from __future__ import annotations

@@ -1,174 +1,31 @@
-"""The service assembled: database, queue, teacher, reviewers, background jobs and the web server.
+"""The service assembled: its parts (`vision_tutor_teacher.core`) behind the web server.
 
 `run_service` is what both the entry point (``python -m vision_tutor_teacher``) and the tests
-use, so the tests exercise the same start-up and shut-down as the add-on.
-
-Start-up order matters for durability: reviews left ``in_progress`` by a crash are put back in the
-queue before the reviewers start, so every accepted review is retried. Shut-down runs the other
-way: streams end, the web server stops taking requests, reviewers give back the attempt they are
-in, and the database thread finishes its last commit.
+use, so the tests exercise the same start-up and shut-down as the add-on. Nothing imports this
+module back.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 import contextlib
 from dataclasses import dataclass
-from functools import partial
 import logging
-import math
 from pathlib import Path
 import signal
-import ssl
-from typing import Any, Final
+from typing import Final
 
 from aiohttp import web
 
-from . import __version__
-from .api import INGRESS_PROXY, RETRY_AFTER_DEFAULT_S, create_app
+from .api.app import create_app
+from .core import TeacherService
 from .discovery import SupervisorAccess, announce_until_done
-from .events import EventLog
-from .lab import Lab, LabModels
-from .models import Stats
 from .options import Options
-from .queue import QueuePolicy, ReviewQueue
-from .storage import Database, Transaction, apply_retention, load_or_create_token
-from .teacher import Teacher
-from .worker import ReviewWorker
 
 _LOGGER = logging.getLogger(__name__)
 
-FIRST_PROBE_TIMEOUT_S: Final = 5.0
-"""Start-up waits this long at most for the first teacher check, so health starts truthful."""
 SHUTDOWN_TIMEOUT_S: Final = 2.0
-DAY_S: Final = 86_400.0
-
-
-class TeacherService:
-    """Everything behind the API. Build it with `TeacherService.start`."""
-
-    def __init__(
-        self,
-        options: Options,
-        data_dir: Path,
-        db: Database,
-        token: str,
-        teacher: Teacher,
-        supervisor: SupervisorAccess | None,
-        lab_models: LabModels,
-    ) -> None:
-        self.options = options
-        self.data_dir = data_dir
-        self.db = db
-        self.token = token
-        self.teacher = teacher
-        self.supervisor = supervisor
-        self.version = __version__
-        self.ingress_proxy: str | None = INGRESS_PROXY if supervisor is not None else None
-        """Requests from this address came through ingress (only when running as an add-on)."""
-        self.events = EventLog(db)
-        self.queue = ReviewQueue(
-            db, QueuePolicy(options.queue_limit, options.batch_window_ms / 1000)
-        )
-        self.worker = ReviewWorker(self.queue, teacher, options)
-        self.lab = Lab(db, options, lab_models)
-        self._stats_wanted = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-        db.on_commit(self._stats_wanted.set)
-
-    @classmethod
-    async def start(
-        cls, options: Options, data_dir: Path, *, supervisor: SupervisorAccess | None = None
-    ) -> TeacherService:
-        db = Database(data_dir)
-        await db.open()
-        try:
-            token = await db.run(lambda _tx: load_or_create_token(data_dir))
-            # Reading the CA store blocks, so the context is made in an executor thread.
-            ssl_context = await asyncio.get_running_loop().run_in_executor(
-                None, ssl.create_default_context
-            )
-        except BaseException:
-            await db.close()
-            raise
-        service = cls(
-            options,
-            data_dir,
-            db,
-            token,
-            Teacher(options, ssl_context),
-            supervisor,
-            LabModels(options, ssl_context),
-        )
-        try:
-            recovered = await service.queue.recover_in_flight()
-            if recovered:
-                _LOGGER.info("Re-queued %d reviews interrupted by the last stop", recovered)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(FIRST_PROBE_TIMEOUT_S):
-                    await service.worker.check_teacher()
-            await service.lab.start()
-        except BaseException:
-            await service.lab.stop()
-            await service.teacher.close()
-            await db.close()
-            raise
-        service._spawn(service.worker.run(), "reviewers")
-        service._spawn(service._publish_stats(), "stats")
-        service._spawn(service._retain(), "retention")
-        return service
-
-    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
-        self._tasks.append(asyncio.create_task(coroutine, name=f"vision-tutor-{name}"))
-
-    async def stop(self) -> None:
-        self.events.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
-        await self.lab.stop()
-        await self.teacher.close()
-        await self.db.close()
-
-    async def retry_after_s(self) -> int:
-        """A guess at when a refused review could be accepted: one teacher answer from now."""
-        latency = (await self.queue.stats()).teacher_latency_ms
-        if latency is None:
-            return RETRY_AFTER_DEFAULT_S
-        return min(300, max(1, math.ceil(latency.p50 / 1000)))
-
-    async def _publish_stats(self) -> None:
-        """Emit a ``stats`` event after changes, at most once per interval."""
-        last: Stats | None = None
-        while True:
-            await self._stats_wanted.wait()
-            await asyncio.sleep(self.options.stats_interval_s)
-            self._stats_wanted.clear()
-            current = await self.queue.stats()
-            if current != last:
-                await self.db.run(partial(_emit_stats, stats=current))
-                last = current
-
-    async def _retain(self) -> None:
-        retention_s = self.options.retention_days * DAY_S
-        while True:
-            report = await self.db.run(
-                lambda tx: apply_retention(tx, retention_s, self.options.frame_disk_cap_bytes)
-            )
-            if report.reviews_deleted or report.frames_deleted:
-                _LOGGER.info(
-                    "Retention: forgot %d reviews, deleted %d frames; %d bytes of frames kept",
-                    report.reviews_deleted,
-                    report.frames_deleted,
-                    report.frame_bytes,
-                )
-            await asyncio.sleep(self.options.retention_interval_s)
-
-
-def _emit_stats(tx: Transaction, stats: Stats) -> int:
-    return tx.emit("stats", stats.model_dump(mode="json"))
 
 
 @dataclass(frozen=True, slots=True)

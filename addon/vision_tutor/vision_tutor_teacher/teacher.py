@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from .models import Observation
 from .options import Options, summarise_validation_error
-from .queue import ClaimedReview
+from .reviews.queue import ClaimedReview
 
 BUSY_STATUS: Final = 503
 NOT_FOUND_STATUS: Final = 404

@@ -25,7 +25,9 @@ import re
 import sqlite3
 from typing import Final, Literal
 
-from .lab_models import (
+from vision_tutor_teacher.storage.database import Transaction, dumps
+
+from .models import (
     ActivePrompt,
     CaseResult,
     LogEntry,
@@ -36,7 +38,6 @@ from .lab_models import (
     PromptStatus,
     Split,
 )
-from .storage import Transaction, dumps
 
 SEED_PROMPT: Final = (
     "You are a vision assistant for a home camera. Describe the frame and answer in JSON with "

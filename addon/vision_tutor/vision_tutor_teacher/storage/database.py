@@ -15,8 +15,8 @@ they announce (`Transaction.emit`), so the event log and the state can never dis
 crash. Listeners registered with `Database.on_commit` are told (on the event loop) after each
 commit that appended events.
 
-The data directory is locked with ``flock`` while the database is open: two services on one queue
-would review everything twice.
+The data directory is locked (`vision_tutor_teacher.storage.datadir`) while the database is open;
+the schema comes from `vision_tutor_teacher.storage.migrations`.
 """
 
 from __future__ import annotations
@@ -25,88 +25,22 @@ import asyncio
 from collections.abc import Callable
 import contextlib
 from dataclasses import dataclass
-import fcntl
 import json
 import logging
-import os
 from pathlib import Path
 import queue
-import secrets
 import sqlite3
 import threading
 import time
 from typing import IO, Any, Final
 
-from .lab_schema import LAB_TABLES
+from .datadir import lock_data_dir
+from .migrations import DATABASE_FILE, migrate
 
 _LOGGER = logging.getLogger(__name__)
 
-DATABASE_FILE: Final = "vision_tutor.db"
-TOKEN_FILE: Final = "token"
-LOCK_FILE: Final = "lock"
 MAX_BATCH: Final = 512
 """Jobs per transaction at most, so one commit never holds up readers for long."""
-
-# Each entry migrates the schema from version N to N+1 (PRAGMA user_version).
-MIGRATIONS: Final[tuple[str, ...]] = (
-    """
-    CREATE TABLE contracts (
-        hash TEXT PRIMARY KEY,
-        body TEXT NOT NULL
-    );
-    CREATE TABLE reviews (
-        id TEXT PRIMARY KEY,
-        idempotency_key TEXT NOT NULL UNIQUE,
-        camera TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        priority INTEGER NOT NULL,
-        detail TEXT NOT NULL,
-        captured_at TEXT NOT NULL,
-        student TEXT NOT NULL,
-        contract_hash TEXT NOT NULL REFERENCES contracts(hash),
-        status TEXT NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        last_error TEXT,
-        superseded_by TEXT,
-        verdict TEXT,
-        agrees INTEGER,
-        latency_ms REAL,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL,
-        not_before REAL NOT NULL,
-        seq INTEGER NOT NULL
-    );
-    -- In the orders the queue reads: dispatch (most important, then oldest) and shedding
-    -- (least important, then oldest), so neither sorts the whole queue.
-    CREATE INDEX reviews_dispatch ON reviews (status, priority DESC, created_at);
-    CREATE INDEX reviews_shedding ON reviews (status, priority, created_at);
-    CREATE INDEX reviews_coalescing ON reviews (camera, reason, status);
-    CREATE INDEX reviews_seq ON reviews (seq);
-    CREATE INDEX reviews_updated ON reviews (status, updated_at);
-    CREATE TABLE frames (
-        review_id TEXT PRIMARY KEY,
-        jpeg BLOB NOT NULL,
-        bytes INTEGER NOT NULL,
-        created_at REAL NOT NULL
-    );
-    CREATE TABLE events (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        type TEXT NOT NULL,
-        data TEXT NOT NULL,
-        created_at REAL NOT NULL
-    );
-    CREATE INDEX events_created ON events (created_at);
-    CREATE TABLE counters (
-        name TEXT PRIMARY KEY,
-        value INTEGER NOT NULL
-    );
-    """,
-    LAB_TABLES,
-)
-
-
-class DataDirLocked(Exception):
-    """Another service already uses this data directory."""
 
 
 class DatabaseClosed(Exception):
@@ -246,7 +180,7 @@ class Database:
         lock: IO[bytes] | None = None
         conn: sqlite3.Connection | None = None
         try:
-            lock = _lock_data_dir(self.data_dir)
+            lock = lock_data_dir(self.data_dir)
             conn = connect(self.path)
         except BaseException as err:  # handed to the opener, which re-raises
             if conn is not None:
@@ -319,22 +253,11 @@ class Database:
                 self._call_soon(listener)
 
 
-def _lock_data_dir(data_dir: Path) -> IO[bytes]:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    handle = (data_dir / LOCK_FILE).open("ab")
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise DataDirLocked(f"another Vision Tutor service is using {data_dir}") from None
-    return handle
-
-
 def connect(path: Path | str) -> sqlite3.Connection:
     """Open the database and bring its schema up to date (blocking; the database thread's)."""
     conn = _connect(path)
     try:
-        _migrate(conn)
+        migrate(conn)
     except BaseException:
         conn.close()
         raise
@@ -352,100 +275,3 @@ def _connect(path: Path | str) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
     return conn
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if version > len(MIGRATIONS):
-        raise RuntimeError(
-            f"the database {DATABASE_FILE} is schema version {version}, newer than this "
-            f"add-on knows ({len(MIGRATIONS)}); update the add-on"
-        )
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        _LOGGER.info("Migrating the database to schema version %d", number)
-        conn.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;")
-
-
-def load_or_create_token(data_dir: Path) -> str:
-    """The API token: generated on first start, then read back on every start (blocking).
-
-    Written to a temporary file, fsynced and renamed, so a crash during the first start never
-    leaves an empty token behind.
-    """
-    path = data_dir / TOKEN_FILE
-    with contextlib.suppress(FileNotFoundError):
-        token = path.read_text(encoding="ascii").strip()
-        if token:
-            return token
-    data_dir.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
-    temporary = path.with_suffix(".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(token + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    temporary.replace(path)
-    _LOGGER.info("Generated a new API token in %s", path)
-    return token
-
-
-# --- Frames and retention ------------------------------------------------------------------------
-
-
-def frame(tx: Transaction, review_id: str) -> bytes | None:
-    """The JPEG of a review, while it is kept."""
-    value = tx.scalar("SELECT jpeg FROM frames WHERE review_id = ?", (review_id,))
-    return None if value is None else bytes(value)
-
-
-@dataclass(frozen=True, slots=True)
-class RetentionReport:
-    reviews_deleted: int
-    frames_deleted: int
-    events_deleted: int
-    frame_bytes: int
-    """Bytes of frames kept afterwards."""
-
-
-def apply_retention(tx: Transaction, retention_s: float, frame_cap_bytes: int) -> RetentionReport:
-    """Forget finished reviews (with their frames) and events older than the retention; then,
-    while the frames still exceed the disk cap, drop the frames of the oldest finished reviews.
-
-    Queued and in-progress reviews keep their frames whatever their age: the teacher needs them.
-    """
-    cutoff = tx.now - retention_s
-    frames_deleted = tx.execute(
-        "DELETE FROM frames WHERE review_id IN (SELECT id FROM reviews "
-        "WHERE status NOT IN ('queued', 'in_progress') AND updated_at < ?)",
-        (cutoff,),
-    ).rowcount
-    reviews_deleted = tx.execute(
-        "DELETE FROM reviews WHERE status NOT IN ('queued', 'in_progress') AND updated_at < ?",
-        (cutoff,),
-    ).rowcount
-    tx.execute(
-        "DELETE FROM contracts WHERE hash NOT IN (SELECT DISTINCT contract_hash FROM reviews)"
-    )
-    # Keep the newest event so the sequence (AUTOINCREMENT) and the stream cursor stay valid.
-    events_deleted = tx.execute(
-        "DELETE FROM events WHERE created_at < ? AND seq < (SELECT max(seq) FROM events)",
-        (cutoff,),
-    ).rowcount
-    total = int(tx.scalar("SELECT coalesce(sum(bytes), 0) FROM frames"))
-    if total > frame_cap_bytes:
-        rows = tx.execute(
-            "SELECT f.review_id, f.bytes FROM frames f JOIN reviews r ON r.id = f.review_id "
-            "WHERE r.status NOT IN ('queued', 'in_progress') ORDER BY r.updated_at"
-        ).fetchall()
-        doomed = []
-        for row in rows:
-            if total <= frame_cap_bytes:
-                break
-            doomed.append((row["review_id"],))
-            total -= int(row["bytes"])
-        tx.conn.executemany("DELETE FROM frames WHERE review_id = ?", doomed)
-        frames_deleted += len(doomed)
-    if frames_deleted or reviews_deleted or events_deleted:
-        tx.execute("PRAGMA incremental_vacuum")
-    return RetentionReport(reviews_deleted, frames_deleted, events_deleted, total)

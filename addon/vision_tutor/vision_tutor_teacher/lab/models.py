@@ -12,7 +12,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .models import Observation
+from vision_tutor_teacher.models import Observation
 
 JPEG_MAGIC: Final = b"\xff\xd8\xff"
 NAME_MAX: Final = 200

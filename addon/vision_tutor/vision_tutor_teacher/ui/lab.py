@@ -20,41 +20,26 @@ import hashlib
 import hmac
 from html import escape
 import json
-from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import quote
+from typing import Final
 
-from aiohttp import web
-from pydantic import ValidationError
-
-from . import examples, lab, lab_api, registry, suite
-from .api import SERVICE
-from .lab_models import (
-    AcceptExample,
+from vision_tutor_teacher.lab.models import (
     CaseList,
     ExampleList,
     FinetuneStatus,
-    JobKind,
     JobList,
     JobState,
     LogEntry,
     PromptOut,
     PromptStatus,
-    ScoreRequest,
-    SynthesizeRequest,
     TaskSpec,
 )
-from .options import summarise_validation_error
-from .storage import Transaction
-from .ui import _STYLE as BASE_STYLE
 
-if TYPE_CHECKING:
-    from .service import TeacherService
+from .reviews import STYLE as BASE_STYLE
 
 REFRESH_WHILE_RUNNING_S: Final = 3
 METHOD_COLUMNS: Final = ("safety", "keyword", "embedding", "contract", "forbidden", "judge")
 PLOT_WIDTH: Final = 640
 PLOT_HEIGHT: Final = 200
-EXAMPLES_SHOWN: Final = 20
 
 _STYLE: Final = (
     BASE_STYLE
@@ -378,127 +363,3 @@ def render_lab_page(
 {_finetune(status)}
 </body></html>
 """
-
-
-# --- Handlers ------------------------------------------------------------------------------------
-
-
-def _service(request: web.Request) -> TeacherService:
-    return request.app[SERVICE]
-
-
-async def page(request: web.Request) -> web.Response:
-    service = _service(request)
-    now = await service.lab.fingerprints()
-    db = service.db
-    status = await service.lab.finetune_status()
-
-    def read(tx: Transaction) -> dict[str, Any]:
-        return {
-            "prompts": registry.all_prompts(tx, now),
-            "jobs": lab.recent_jobs(tx, lab.JOBS_LISTED),
-            "entries": registry.history(tx),
-            "task": suite.task_spec(tx),
-            "cases": suite.list_cases(tx),
-            "listing": examples.list_examples(tx, EXAMPLES_SHOWN),
-        }
-
-    parts = await db.run(read)
-    html = render_lab_page(
-        token=form_token(service.token),
-        **parts,
-        status=status,
-        minimum=service.options.lab_min_holdout,
-        margin=service.options.lab_margin,
-        diff=(request.query.get("a"), request.query.get("b")),
-        message=request.query.get("msg"),
-    )
-    return web.Response(text=html, content_type="text/html")
-
-
-async def case_thumbnail(request: web.Request) -> web.Response:
-    return await lab_api.case_image(request)
-
-
-def _back(message: str) -> web.HTTPSeeOther:
-    # Relative to lab/<action>: back to the lab page under whatever prefix ingress uses.
-    return web.HTTPSeeOther(f"../lab?msg={quote(message)}")
-
-
-async def _form_data(request: web.Request) -> dict[str, str]:
-    service = _service(request)
-    data = await request.post()
-    fields = {key: str(value) for key, value in data.items() if isinstance(value, str)}
-    offered = fields.get("csrf", "")
-    if not hmac.compare_digest(offered.encode(), form_token(service.token).encode()):
-        raise web.HTTPForbidden(text="the form is stale or forged: reload the lab page")
-    return fields
-
-
-async def act(request: web.Request) -> web.Response:
-    """Every form: do the action, then back to the page with what happened."""
-    service = _service(request)
-    action = request.match_info["action"]
-    fields = await _form_data(request)
-    db = service.db
-    share = service.options.lab_holdout_share
-    try:
-        match action:
-            case "synthesize":
-                body = SynthesizeRequest(
-                    count=int(fields.get("count") or 5), notes=fields.get("notes", "")
-                )
-                job = await service.lab.submit(JobKind.SYNTHESIZE, body)
-                message = f"synthesis job {job.job_id} started"
-            case "score":
-                job = await service.lab.submit(JobKind.SCORE, ScoreRequest())
-                message = f"scoring job {job.job_id} started"
-            case "promote":
-                version = fields.get("version", "")
-                prompt = await db.run(
-                    lambda tx: registry.promote(tx, version, manual=True, detail="promoted by hand")
-                )
-                message = f"{prompt.version} is now the active prompt"
-            case "rollback":
-                prompt = await db.run(registry.rollback)
-                message = f"rolled back to {prompt.version}"
-            case "task":
-                spec = TaskSpec.model_validate(
-                    {
-                        "text": fields.get("text", ""),
-                        "user_prompt": fields.get("user_prompt") or "Analyse this camera frame.",
-                        "schema": json.loads(fields.get("schema") or "null"),
-                    }
-                )
-                await db.run(lambda tx: suite.set_task_spec(tx, spec))
-                message = "task spec saved"
-            case "accept":
-                review_id = fields.get("id", "")
-                await db.run(lambda tx: examples.accept(tx, review_id, AcceptExample(), share))
-                message = "example added to the validation suite"
-            case "delete-case":
-                case_id = fields.get("id", "")
-                await db.run(lambda tx: suite.delete_case(tx, case_id))
-                message = "validation case deleted"
-            case _:
-                raise web.HTTPNotFound()
-    except ValidationError as err:
-        raise _back(f"not done: {summarise_validation_error(err)}") from None
-    except (
-        ValueError,
-        registry.UnknownPrompt,
-        registry.NothingToRollBack,
-        examples.UnknownExample,
-        suite.UnknownCase,
-        suite.DuplicateCase,
-    ) as err:
-        raise _back(f"not done: {err}") from None
-    raise _back(message)
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/lab", page)
-    app.router.add_get("/lab/cases/{id}.jpg", case_thumbnail)
-    app.router.add_get("/lab/suite.json", lab_api.export_suite)
-    app.router.add_get("/lab/finetune.jsonl", lab_api.stream_finetune_export)
-    app.router.add_post("/lab/{action}", act)

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import json
 from typing import Any, Final
 
-from .models import Verdict
-from .storage import Transaction, dumps
+from vision_tutor_teacher.models import Verdict
+from vision_tutor_teacher.storage.database import Transaction, dumps
 
 EXAMPLES_SQL: Final = (
     "FROM reviews r JOIN frames f ON f.review_id = r.id "

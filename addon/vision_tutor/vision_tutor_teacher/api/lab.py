@@ -1,21 +1,21 @@
 """The prompt lab's routes under ``/api/v1``: registry, jobs, validation suite, examples, fine-tune.
 
-Registered by `vision_tutor_teacher.api.create_app`, behind the same bearer-token middleware as
-the rest of the API. Bodies are validated with the models of `vision_tutor_teacher.lab_models`;
+Registered by `vision_tutor_teacher.api.app.create_app`, behind the same bearer-token middleware as
+the rest of the API. Bodies are validated with the models of `vision_tutor_teacher.lab.models`;
 errors are ``{"error": message}`` with a message that names the field.
 """
 
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from . import examples, finetune, lab, registry, suite
-from .api import SERVICE, ApiError, model_response
-from .lab_models import (
+from vision_tutor_teacher.core import TeacherService
+from vision_tutor_teacher.lab import examples, finetune, jobs, registry, suite
+from vision_tutor_teacher.lab.models import (
     AcceptExample,
     CaseList,
     JobAccepted,
@@ -31,11 +31,10 @@ from .lab_models import (
     ValidationCaseIn,
     ValidationCaseOut,
 )
-from .options import summarise_validation_error
-from .storage import Transaction
+from vision_tutor_teacher.options import summarise_validation_error
+from vision_tutor_teacher.storage.database import Transaction
 
-if TYPE_CHECKING:
-    from .service import TeacherService
+from .base import SERVICE, ApiError, model_response
 
 SUITE_MAX_BYTES: Final = 128 * 1024 * 1024
 """An imported suite carries its frames; far more than one review's body limit."""
@@ -186,7 +185,7 @@ async def prompt_log(request: web.Request) -> web.Response:
 
 async def get_job(request: web.Request) -> web.Response:
     job_id = request.match_info["job_id"]
-    job = await _service(request).db.run(lambda tx: lab.get_job(tx, job_id))
+    job = await _service(request).db.run(lambda tx: jobs.get_job(tx, job_id))
     if job is None:
         raise ApiError(404, f"no job {job_id}")
     return model_response(job)
@@ -194,7 +193,7 @@ async def get_job(request: web.Request) -> web.Response:
 
 async def list_jobs(request: web.Request) -> web.Response:
     return model_response(
-        await _service(request).db.run(lambda tx: lab.recent_jobs(tx, lab.JOBS_LISTED))
+        await _service(request).db.run(lambda tx: jobs.recent_jobs(tx, jobs.JOBS_LISTED))
     )
 
 

@@ -15,12 +15,18 @@ import logging
 import time
 from typing import Final
 
+from vision_tutor_teacher.models import Observation, Verdict
+from vision_tutor_teacher.options import Options
+from vision_tutor_teacher.storage.database import DatabaseClosed
+from vision_tutor_teacher.teacher import (
+    EmbeddingFailed,
+    ReviewAttemptFailed,
+    Teacher,
+    TeacherUnavailable,
+)
+
 from .agreement import cosine, judge
-from .models import Observation, Verdict
-from .options import Options
 from .queue import ClaimedReview, Idle, ReviewQueue
-from .storage import DatabaseClosed
-from .teacher import EmbeddingFailed, ReviewAttemptFailed, Teacher, TeacherUnavailable
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 import math
 from typing import Final
 
-from .models import Agreement, Observation
+from vision_tutor_teacher.models import Agreement, Observation
 
 NO_FLAG_WORDS: Final = frozenset({"", "none", "n/a", "na", "null", "no", "nothing", "no hazards"})
 """What models write in safety_flags when they mean "no flags"."""

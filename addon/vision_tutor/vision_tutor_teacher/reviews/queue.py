@@ -30,7 +30,7 @@ import sqlite3
 from typing import Final, Literal
 import uuid
 
-from .models import (
+from vision_tutor_teacher.models import (
     PRIORITY,
     Latency,
     Reason,
@@ -44,7 +44,8 @@ from .models import (
     StudentReport,
     Verdict,
 )
-from .storage import Database, Transaction, frame
+from vision_tutor_teacher.storage.database import Database, Transaction
+from vision_tutor_teacher.storage.retention import frame
 
 LATENCY_WINDOW: Final = 200
 """Teacher latency percentiles are over this many most recent verdicts."""

@@ -25,7 +25,10 @@ import sqlite3
 from typing import Final, Literal
 import uuid
 
-from .lab_models import (
+from vision_tutor_teacher.models import Observation
+from vision_tutor_teacher.storage.database import Transaction, dumps
+
+from .models import (
     CaseList,
     ImportResult,
     KeywordGroups,
@@ -35,8 +38,6 @@ from .lab_models import (
     ValidationCaseIn,
     ValidationCaseOut,
 )
-from .models import Observation
-from .storage import Transaction, dumps
 
 DEFAULT_HOLDOUT_SHARE: Final = 0.3
 TASK_KEY: Final = "task_spec"
@@ -55,7 +56,11 @@ class UnknownCase(Exception):
 
 def load_default_suite() -> SuiteDocument:
     """The suite shipped with the add-on (blocking read of package data: call it off the loop)."""
-    text = resources.files(__package__).joinpath("data/default_suite.json").read_text("utf-8")
+    text = (
+        resources.files("vision_tutor_teacher")
+        .joinpath("data/default_suite.json")
+        .read_text("utf-8")
+    )
     return SuiteDocument.model_validate_json(text)
 
 

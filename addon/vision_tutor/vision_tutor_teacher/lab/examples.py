@@ -12,10 +12,12 @@ import re
 import sqlite3
 from typing import Final
 
+from vision_tutor_teacher.models import StudentReport, Verdict
+from vision_tutor_teacher.storage.database import Transaction
+from vision_tutor_teacher.storage.retention import frame
+
 from .finetune import EXAMPLES_SQL
-from .lab_models import AcceptExample, ExampleList, ExampleOut, ValidationCaseIn
-from .models import StudentReport, Verdict
-from .storage import Transaction, frame
+from .models import AcceptExample, ExampleList, ExampleOut, ValidationCaseIn
 from .suite import DuplicateCase, insert_case
 
 MAX_DEFAULT_KEYWORDS: Final = 6

@@ -1,7 +1,7 @@
 """The API described as OpenAPI 3.1, built from the pydantic models the server uses.
 
 Served at ``GET /api/v1/openapi.json`` and committed as ``addon/vision_tutor/openapi.json`` (a test
-keeps the two identical). Regenerate the file with ``python -m vision_tutor_teacher.openapi``.
+keeps the two identical). Regenerate the file with ``python -m vision_tutor_teacher.api.openapi``.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ import json
 import sys
 from typing import Any, Final
 
+from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from . import __version__
-from .lab_models import (
+from vision_tutor_teacher import __version__
+from vision_tutor_teacher.lab.models import (
     AcceptExample,
     ActivePrompt,
     CaseList,
@@ -36,7 +37,7 @@ from .lab_models import (
     ValidationCaseIn,
     ValidationCaseOut,
 )
-from .models import (
+from vision_tutor_teacher.models import (
     Accepted,
     ErrorBody,
     Health,
@@ -628,6 +629,14 @@ def build_spec() -> dict[str, Any]:
 
 def render() -> str:
     return json.dumps(build_spec(), indent=2, sort_keys=False) + "\n"
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(build_spec())
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/openapi.json", openapi)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The ordered, resumable event log and its Server-Sent Events stream.
+"""The ordered, resumable event log (its Server-Sent Events stream is `api.events`).
 
 Events are rows of the database (see `vision_tutor_teacher.storage`), appended in the transaction
 that makes the change they announce, and numbered by a monotonic sequence: the cursor. A client
@@ -18,14 +18,10 @@ import contextlib
 from dataclasses import dataclass
 from typing import Final
 
-from aiohttp import web
-
-from .storage import Database, DatabaseClosed, Transaction
+from vision_tutor_teacher.storage.database import Database, Transaction
 
 PAGE: Final = 500
 """Events read from the log per round trip to the database."""
-RECONNECT_MS: Final = 2000
-"""The ``retry:`` an EventSource waits before reconnecting."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,44 +83,3 @@ class EventLog:
                 await self._appended.wait()
                 return True
         return False
-
-
-def parse_cursor(value: str | None) -> int | None:
-    """A cursor from a query parameter or Last-Event-ID; ValueError when malformed."""
-    if value is None or value.strip() == "":
-        return None
-    cursor = int(value)
-    if cursor < 0:
-        raise ValueError("a cursor is never negative")
-    return cursor
-
-
-async def stream(
-    request: web.Request, log: EventLog, cursor: int, heartbeat_s: float
-) -> web.StreamResponse:
-    """Send every event after `cursor`, then follow the log until the client or server stops."""
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            # Ask nginx-style proxies (and the Supervisor's ingress) not to buffer the stream.
-            "X-Accel-Buffering": "no",
-        }
-    )
-    await response.prepare(request)
-    try:
-        await response.write(f"retry: {RECONNECT_MS}\n\n".encode())
-        while not log.closed:
-            generation = log.generation
-            events = await log.after(cursor)
-            if events:
-                await response.write(b"".join(event.encode() for event in events))
-                cursor = events[-1].seq
-                continue
-            if not await log.wait(generation, heartbeat_s):
-                await response.write(b": heartbeat\n\n")
-    except ConnectionResetError:
-        pass  # the client went away; it resumes from its cursor
-    except DatabaseClosed:
-        pass  # shutting down
-    return response

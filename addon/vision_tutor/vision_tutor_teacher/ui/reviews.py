@@ -11,11 +11,11 @@ from datetime import datetime
 from html import escape
 from typing import Final
 
-from .models import ReviewOut, Stats
+from vision_tutor_teacher.models import ReviewOut, Stats
 
 REFRESH_S: Final = 10
 
-_STYLE: Final = """
+STYLE: Final = """
 body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #1c1c1c; background: #fafafa; }
 h1 { font-size: 1.4rem; margin: 0 0 .25rem; } h2 { font-size: 1.1rem; margin-top: 1.75rem; }
 .muted { color: #666; } .bad { color: #b00020; } .ok { color: #1b5e20; }
@@ -122,7 +122,7 @@ def render_page(
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="refresh" content="{REFRESH_S}">
-<title>Vision Tutor</title><style>{_STYLE}</style></head>
+<title>Vision Tutor</title><style>{STYLE}</style></head>
 <body>
 <h1>Vision Tutor teacher</h1>
 <p class="muted">version {escape(version)} · {teacher} · <a href="lab">prompt lab</a></p>

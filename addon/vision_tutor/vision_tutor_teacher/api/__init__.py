@@ -1,0 +1,1 @@
+"""The HTTP API, one module per resource; `vision_tutor_teacher.api.app` assembles them."""

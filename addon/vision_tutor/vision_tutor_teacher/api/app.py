@@ -1,0 +1,86 @@
+"""The HTTP API (``/api/v1``), ``/metrics`` and the ingress web page, on one aiohttp application.
+
+Access rules, checked by `access_middleware` before any handler runs:
+
+* ``/api/*`` and ``/metrics`` need ``Authorization: Bearer <token>`` (401 otherwise, and nothing
+  is done). Requests relayed by the Supervisor's ingress proxy (172.30.32.2, only when running as
+  an add-on) are refused (403) even with a token: ingress is for the web page.
+* The web page (everything else) is open to the ingress proxy; anyone else needs the token, as a
+  bearer token or as the password of HTTP basic authentication (so a browser can open it when the
+  port is published or the service runs standalone). It shows camera frames: never open it up.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+
+from aiohttp import web
+
+from vision_tutor_teacher.core import TeacherService
+
+from . import events, health, lab, openapi, pages, reviews
+from .base import SERVICE, ApiError, Handler, error_response, is_api
+
+
+def _has_token(request: web.Request, token: str) -> bool:
+    header = request.headers.get("Authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    credentials = credentials.strip()
+    if scheme.lower() == "bearer":
+        offered = credentials
+    elif scheme.lower() == "basic" and not is_api(request):
+        try:
+            decoded = base64.b64decode(credentials, validate=True).decode()
+        except binascii.Error, UnicodeDecodeError:
+            return False
+        offered = decoded.partition(":")[2]
+    else:
+        return False
+    return hmac.compare_digest(offered.encode(), token.encode())
+
+
+@web.middleware
+async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    service = request.app[SERVICE]
+    from_ingress = service.ingress_proxy is not None and request.remote == service.ingress_proxy
+    if is_api(request):
+        if from_ingress:
+            return error_response(403, "the API is not available through ingress")
+        if not _has_token(request, service.token):
+            return error_response(
+                401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"}
+            )
+    elif not from_ingress and not _has_token(request, service.token):
+        return web.Response(
+            status=401,
+            text="Vision Tutor: sign in with any user name and the API token as password.",
+            headers={"WWW-Authenticate": 'Basic realm="Vision Tutor", charset="UTF-8"'},
+        )
+    return await handler(request)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """API errors as JSON bodies, including aiohttp's own (404, 405, 413)."""
+    try:
+        return await handler(request)
+    except ApiError as err:
+        return error_response(err.status, err.message, err.headers)
+    except web.HTTPException as exc:
+        if not is_api(request) or exc.status < 400:
+            raise
+        headers = {key: value for key, value in exc.headers.items() if key.lower() == "allow"}
+        return error_response(exc.status, exc.reason.lower(), headers)
+
+
+def create_app(service: TeacherService) -> web.Application:
+    app = web.Application(
+        middlewares=[error_middleware, access_middleware],
+        client_max_size=reviews.client_max_size(service.options.max_image_bytes),
+    )
+    app[SERVICE] = service
+    for resource in (reviews, events, health, openapi, lab, pages):
+        resource.add_routes(app)
+    return app

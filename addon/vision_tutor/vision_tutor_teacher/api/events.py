@@ -1,0 +1,77 @@
+"""``GET /api/v1/events``: the event log as Server-Sent Events, resumable by cursor.
+
+The log itself is `vision_tutor_teacher.reviews.events`; this module writes it on the wire.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from aiohttp import web
+
+from vision_tutor_teacher.reviews.events import EventLog
+from vision_tutor_teacher.storage.database import DatabaseClosed
+
+from .base import SERVICE, ApiError
+
+RECONNECT_MS: Final = 2000
+"""The ``retry:`` an EventSource waits before reconnecting."""
+
+
+def parse_cursor(value: str | None) -> int | None:
+    """A cursor from a query parameter or Last-Event-ID; ValueError when malformed."""
+    if value is None or value.strip() == "":
+        return None
+    cursor = int(value)
+    if cursor < 0:
+        raise ValueError("a cursor is never negative")
+    return cursor
+
+
+async def stream(
+    request: web.Request, log: EventLog, cursor: int, heartbeat_s: float
+) -> web.StreamResponse:
+    """Send every event after `cursor`, then follow the log until the client or server stops."""
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            # Ask nginx-style proxies (and the Supervisor's ingress) not to buffer the stream.
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    try:
+        await response.write(f"retry: {RECONNECT_MS}\n\n".encode())
+        while not log.closed:
+            generation = log.generation
+            events = await log.after(cursor)
+            if events:
+                await response.write(b"".join(event.encode() for event in events))
+                cursor = events[-1].seq
+                continue
+            if not await log.wait(generation, heartbeat_s):
+                await response.write(b": heartbeat\n\n")
+    except ConnectionResetError:
+        pass  # the client went away; it resumes from its cursor
+    except DatabaseClosed:
+        pass  # shutting down
+    return response
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    service = request.app[SERVICE]
+    try:
+        # Last-Event-ID wins: an EventSource reconnects with the original URL plus this header.
+        cursor = parse_cursor(request.headers.get("Last-Event-ID"))
+        if cursor is None:
+            cursor = parse_cursor(request.query.get("after"))
+    except ValueError:
+        raise ApiError(400, "the cursor must be a non-negative integer") from None
+    if cursor is None:
+        cursor = await service.events.last_seq()
+    return await stream(request, service.events, cursor, service.options.heartbeat_s)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/events", events)

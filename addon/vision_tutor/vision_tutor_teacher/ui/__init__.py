@@ -1,0 +1,1 @@
+"""The ingress web pages as server-rendered HTML: the review queue and the prompt lab."""
