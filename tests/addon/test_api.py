@@ -332,6 +332,7 @@ async def test_health_stats_metrics_and_openapi(
         "teacher_error": None,
         "queue_depth": 0,
         "version": __version__,
+        "notes": [],  # the simulator is a current Ollama with a vision teacher
     }
 
     stats = await client.stats()

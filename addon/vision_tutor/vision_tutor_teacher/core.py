@@ -112,10 +112,16 @@ class TeacherService:
             await service.teacher.close()
             await db.close()
             raise
+        service._spawn(service._pull_teacher(), "pull")
         service._spawn(service.worker.run(), "reviewers")
         service._spawn(service._publish_stats(), "stats")
         service._spawn(service._retain(), "retention")
         return service
+
+    async def _pull_teacher(self) -> None:
+        """Pull the teacher model if its server lacks it, then check the teacher again."""
+        if await self.teacher.pull_model():
+            await self.worker.check_teacher()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.create_task(coroutine, name=f"vision-tutor-{name}"))

@@ -259,3 +259,8 @@ class Health(BaseModel):
     teacher_error: str | None
     queue_depth: int
     version: str
+    notes: list[str] = Field(
+        default_factory=list,
+        description="What the teacher's Ollama release does wrong (it still works): a release "
+        "that ignores the answer format without thinking, or one without logprobs.",
+    )

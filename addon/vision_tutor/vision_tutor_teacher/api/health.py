@@ -20,6 +20,7 @@ async def health(request: web.Request) -> web.Response:
             teacher_error=teacher.error,
             queue_depth=await service.queue.queued_count(),
             version=service.version,
+            notes=list(service.teacher.notes),
         )
     )
 
