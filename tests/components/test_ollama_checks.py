@@ -12,6 +12,7 @@ import contextlib
 from dataclasses import replace
 from typing import Any
 
+import ollama
 import pytest
 
 from homeassistant.core import HomeAssistant
@@ -25,6 +26,9 @@ from custom_components.vision_tutor.const import (
 from custom_components.vision_tutor.contract import StudentError
 from custom_components.vision_tutor.ollama_client import (
     ModelInfo,
+    Version,
+    async_server_version,
+    create_client,
     drops_format_without_thinking,
     parse_version,
     serves_logprobs,
@@ -35,12 +39,17 @@ from simulator.server import RunningSimulator, run_simulator
 
 from .conftest import ENTRY_ID, SUBENTRY_ID, SceneCamera, make_entry
 from .helpers import STUDENT, coordinator, routine, setup
+from .test_config_flow_helpers import (
+    Serve,
+    answer,
+    serve_fixture,  # noqa: F401  (fixture)
+)
 
 TEXT_ONLY = "textonly:1b"
 
 
 @contextlib.asynccontextmanager
-async def ollama(**overrides: Any) -> AsyncIterator[RunningSimulator]:
+async def ollama_server(**overrides: Any) -> AsyncIterator[RunningSimulator]:
     """The simulator with the default profiles plus a text-only model."""
     config = load_config(time_scale=0.01, seed=1234)
     text_only = ModelProfile(
@@ -63,7 +72,7 @@ def issues(hass: HomeAssistant) -> dict[str, ir.IssueEntry]:
 async def test_a_current_ollama_raises_no_issue(
     hass: HomeAssistant, camera: SceneCamera, socket_enabled: None
 ) -> None:
-    async with ollama() as server:
+    async with ollama_server() as server:
         await setup(hass, make_entry(server.url))
         assert issues(hass) == {}
 
@@ -71,7 +80,7 @@ async def test_a_current_ollama_raises_no_issue(
 async def test_an_ollama_without_logprobs_says_confidence_falls_back_to_stated(
     hass: HomeAssistant, camera: SceneCamera, socket_enabled: None
 ) -> None:
-    async with ollama(version="0.12.3") as server:
+    async with ollama_server(version="0.12.3") as server:
         entry = await setup(hass, make_entry(server.url))
         issue = issues(hass)["ollama_no_logprobs"]
         assert issue.severity is ir.IssueSeverity.WARNING
@@ -90,7 +99,7 @@ async def test_an_ollama_without_logprobs_says_confidence_falls_back_to_stated(
 async def test_a_release_that_drops_format_without_thinking_is_reported_and_it_shows(
     hass: HomeAssistant, camera: SceneCamera, library: SceneLibrary, socket_enabled: None
 ) -> None:
-    async with ollama(version="0.21.0", format_dropped_without_thinking=True) as server:
+    async with ollama_server(version="0.21.0", format_dropped_without_thinking=True) as server:
         entry = await setup(hass, make_entry(server.url))
         issue = issues(hass)["ollama_format_dropped"]
         assert issue.severity is ir.IssueSeverity.WARNING
@@ -105,7 +114,7 @@ async def test_a_release_that_drops_format_without_thinking_is_reported_and_it_s
 async def test_the_fixed_release_keeps_the_format(
     hass: HomeAssistant, camera: SceneCamera, socket_enabled: None
 ) -> None:
-    async with ollama(version="0.21.1") as server:
+    async with ollama_server(version="0.21.1") as server:
         entry = await setup(hass, make_entry(server.url))
         assert "ollama_format_dropped" not in issues(hass)
         results = [await coordinator(entry).async_analyse_now() for _ in range(12)]
@@ -115,7 +124,7 @@ async def test_the_fixed_release_keeps_the_format(
 async def test_a_student_model_without_vision_is_an_error_repair(
     hass: HomeAssistant, camera: SceneCamera, socket_enabled: None
 ) -> None:
-    async with ollama() as server:
+    async with ollama_server() as server:
         await setup(hass, replace_model(make_entry(server.url), TEXT_ONLY))
         issue = issues(hass)["student_not_vision"]
     assert issue.severity is ir.IssueSeverity.ERROR
@@ -250,3 +259,28 @@ def test_logprobs_arrived_in_0_12_11() -> None:
     assert not serves_logprobs((0, 12, 10))
     assert serves_logprobs((0, 12, 11))
     assert serves_logprobs(None)  # a server that does not say is not accused
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "content_type", "expected"),
+    [
+        (200, '{"version": "0.21.1"}', "application/json", (0, 21, 1)),
+        (404, "404 page not found", "text/plain", None),  # no such route: a proxy, say
+        (200, "<html>hello</html>", "text/html", None),
+        (200, '["0.21.1"]', "application/json", None),
+    ],
+)
+async def test_the_release_is_read_or_left_unknown(
+    serve: Serve, status: int, body: str, content_type: str, expected: Version | None
+) -> None:
+    url = await serve(answer(status, body, content_type))
+    async with create_client(url) as client:
+        assert await async_server_version(client) == expected
+
+
+async def test_a_refused_release_query_is_an_ollama_error(serve: Serve) -> None:
+    url = await serve(answer(403, '{"error": "forbidden"}', "application/json"))
+    async with create_client(url) as client:
+        with pytest.raises(ollama.ResponseError) as err:
+            await async_server_version(client)
+    assert err.value.status_code == 403
