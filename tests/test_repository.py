@@ -333,3 +333,49 @@ def test_addon_has_a_healthcheck_and_an_apparmor_profile_of_its_own() -> None:
     assert "network inet stream," in children["teacher"]
     assert "capability" not in children["teacher"]  # the service needs no capability
     assert "/data/**" not in children["healthcheck"]
+
+
+# --- The Quality Scale self-assessment, where the code can check it ------------------------------
+
+QUALITY_STATUSES = {"done", "todo", "exempt"}
+
+
+def _rules() -> dict[str, object]:
+    rules: dict[str, object] = yaml.safe_load((INTEGRATION / "quality_scale.yaml").read_text())[
+        "rules"
+    ]
+    return rules
+
+
+def _status(rule: object) -> str:
+    return str(rule["status"] if isinstance(rule, dict) else rule)
+
+
+def test_quality_scale_rules_have_a_status_and_a_reason_when_not_done() -> None:
+    for name, rule in _rules().items():
+        assert _status(rule) in QUALITY_STATUSES, name
+        if _status(rule) != "done":
+            assert isinstance(rule, dict), name
+            assert str(rule.get("comment", "")).strip(), name
+
+
+def test_quality_scale_strict_typing_means_the_typed_entry_everywhere() -> None:
+    """No module annotates with the plain ConfigEntry: only __init__ names it, for the alias."""
+    assert _status(_rules()["strict-typing"]) == "done"
+    plain = re.compile(r"(?<![\w.])ConfigEntry(?!\w)")
+    for path in INTEGRATION.glob("*.py"):
+        lines = [
+            number
+            for number, line in enumerate(path.read_text().splitlines(), 1)
+            if plain.search(line)
+            and not (path.name == "__init__.py" and ("import" in line or "type " in line))
+        ]
+        assert lines == [], f"{path.name}: plain ConfigEntry at lines {lines}"
+    assert plain.search("def f(entry: ConfigEntry) -> None: ...")
+
+
+def test_quality_scale_diagnostics_redact_the_token_and_the_hosts() -> None:
+    from custom_components.vision_tutor import diagnostics
+
+    assert _status(_rules()["diagnostics"]) == "done"
+    assert {"teacher_token", "student_url", "teacher_url"} <= diagnostics.TO_REDACT
