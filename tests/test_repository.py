@@ -379,3 +379,48 @@ def test_quality_scale_diagnostics_redact_the_token_and_the_hosts() -> None:
 
     assert _status(_rules()["diagnostics"]) == "done"
     assert {"teacher_token", "student_url", "teacher_url"} <= diagnostics.TO_REDACT
+
+
+# hacs/integration (custom_components/hacs/utils/validate.py): hacs.json's keys and types, and
+# the integration manifest keys HACS requires. The GitHub-side checks (description, topics,
+# issues, brands) only run in the workflow.
+HACS_JSON_TYPES: dict[str, type] = {
+    "content_in_root": bool, "country": object, "filename": str, "hacs": str,
+    "hide_default_branch": bool, "homeassistant": str, "persistent_directory": str,
+    "render_readme": bool, "zip_release": bool, "name": str,
+}  # fmt: skip
+HACS_MANIFEST_REQUIRED = {
+    "codeowners",
+    "documentation",
+    "domain",
+    "issue_tracker",
+    "name",
+    "version",
+}
+
+
+def hacs_errors(hacs: dict[str, object], manifest: dict[str, object]) -> list[str]:
+    errors = [f"hacs.json: unknown key {key}" for key in sorted(set(hacs) - set(HACS_JSON_TYPES))]
+    errors += [
+        f"hacs.json: {key} is not {kind.__name__}"
+        for key, kind in HACS_JSON_TYPES.items()
+        if key in hacs and not isinstance(hacs[key], kind)
+    ]
+    if "name" not in hacs:
+        errors.append("hacs.json: name is required")
+    errors += [
+        f"manifest: {key} is required" for key in sorted(HACS_MANIFEST_REQUIRED - set(manifest))
+    ]
+    return errors
+
+
+def test_hacs_validation_of_hacs_json_and_the_manifest(manifest: dict[str, object]) -> None:
+    hacs = json.loads((ROOT / "hacs.json").read_text())
+    assert hacs_errors(hacs, manifest) == []
+    integrations = [
+        path.name
+        for path in (ROOT / "custom_components").iterdir()
+        if path.is_dir() and not path.name.startswith("__")
+    ]
+    assert integrations == [INTEGRATION.name]  # HACS installs exactly one integration
+    assert hacs_errors({"render_readme": "yes", "zip": True}, {"domain": "x"})
