@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -16,6 +17,7 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import issue_registry as ir
 
 from custom_components.vision_tutor.const import DOMAIN
+from custom_components.vision_tutor.teacher import TeacherRequestError
 from simulator.scenes import SceneLibrary
 from simulator.server import RunningSimulator
 from vision_tutor_teacher.options import Options
@@ -26,6 +28,7 @@ from .helpers import fire, setup
 from .test_lab import _connected
 
 ACTIVE_PROMPT = "select.127_0_0_1_active_prompt"
+PROMOTED = "You watch a camera. Answer in JSON: summary, observations, safety_flags, confidence."
 
 
 @pytest.fixture
@@ -140,4 +143,48 @@ async def test_a_lab_that_is_away_leaves_the_student_and_repairs_alone(
     assert lab.versions == []
     assert entry.runtime_data.prompt.version == "builtin"
     assert not [key for key in ir.async_get(hass).issues if key[0] == DOMAIN]
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def _lab(teacher: RunningService, method: str, path: str, body: object = None) -> Any:
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {teacher.token}"}) as http,
+        http.request(method, f"{teacher.url}{path}", json=body) as response,
+    ):
+        assert response.status < 300, await response.text()
+        return await response.json()
+
+
+async def test_a_prompt_promoted_while_home_assistant_was_off_is_used_at_start(
+    hass: HomeAssistant,
+    simulator: RunningSimulator,
+    teacher: RunningService,
+    camera: SceneCamera,
+) -> None:
+    created = await _lab(teacher, "POST", "/api/v1/prompts", {"text": PROMOTED})
+    await _lab(teacher, "POST", f"/api/v1/prompts/{created['version']}/promote")
+
+    entry = await setup(hass, make_entry(simulator.url, teacher=(teacher.url, teacher.token)))
+    lab = entry.runtime_data.lab
+    assert lab is not None
+    await lab.async_sync()  # what setup starts in the background, done here to the end
+    await lab.async_sync()  # again: nothing changes
+
+    assert entry.runtime_data.prompt.version == created["version"]
+    assert entry.runtime_data.prompt.text == PROMOTED
+    assert lab.versions.count(created["version"]) == 1
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_without_a_teacher_the_lab_does_nothing_and_says_why(
+    hass: HomeAssistant, simulator: RunningSimulator, camera: SceneCamera
+) -> None:
+    entry = await setup(hass, make_entry(simulator.url))
+    lab = entry.runtime_data.lab
+    assert lab is not None
+    await lab.async_sync()
+    await lab.async_check_finetune()
+    with pytest.raises(TeacherRequestError, match="no teacher service"):
+        await lab.async_request("GET", "/api/v1/prompts")
+    assert lab.versions == []
     assert await hass.config_entries.async_unload(entry.entry_id)
