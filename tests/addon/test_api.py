@@ -326,10 +326,16 @@ async def test_health_stats_metrics_and_openapi(
 
     health = await client.get("/api/v1/health")
     assert health.status == 200
+    free = health.body.pop("storage_free_bytes")
+    assert free > 0
     assert health.body == {
         "status": "ok",
+        "reasons": [],
         "teacher": "reachable",
         "teacher_error": None,
+        "breaker": "closed",
+        "storage": "ok",
+        "storage_needed_bytes": 2 * 20 * 8 * 1024 * 1024 + 16 * 1024 * 1024,
         "queue_depth": 0,
         "version": __version__,
     }

@@ -9,6 +9,7 @@ import contextlib
 from dataclasses import dataclass, field
 import json
 from pathlib import Path
+import re
 from typing import Any
 
 import aiohttp
@@ -439,3 +440,31 @@ async def test_stopping_mid_review_gives_the_attempt_back(
         0,
         "interrupted by shutdown",
     )
+
+
+async def test_busy_answers_make_every_reviewer_back_off_exponentially(
+    start_service: StartService, scripted_ollama: ScriptedOllama
+) -> None:
+    busy = 6
+    scripted_ollama.script = [error(503, "server busy, please try again.")] * busy
+    client = await start_service(
+        scripted_ollama.url, teacher_concurrency=2, retry_base_s=0.01, retry_max_s=5.0
+    )
+    review_id = await client.accepted(review_body("busy"))
+
+    events = await client.wait_settled({review_id})
+
+    pauses = [
+        re.search(r"\((\d+) in a row: the reviewers pause ([\d.]+) s\)", e.data["error"])
+        for e in events
+        if e.type == "review" and e.data["error"]
+    ]
+    assert len(pauses) == busy
+    for streak, found in enumerate(pauses, start=1):
+        assert found is not None
+        assert int(found[1]) == streak
+        # Doubling with every busy answer in a row, jittered over the upper half.
+        assert 0.01 * 2 ** (streak - 1) * 0.5 <= float(found[2]) <= 0.01 * 2 ** (streak - 1)
+    review = await client.review(review_id)
+    assert (review["status"], review["attempts"]) == ("done", 1)
+    assert "vision_tutor_teacher_busy_total 6" in (await client.get("/metrics")).body.decode()

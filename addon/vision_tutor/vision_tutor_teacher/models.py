@@ -255,7 +255,18 @@ class Stats(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
+    """``ok`` only when nothing is failing; ``degraded`` with `reasons` otherwise."""
+    reasons: list[str]
+    """Everything failing now (teacher, circuit breaker, storage, restarting parts)."""
     teacher: Literal["reachable", "unreachable"]
     teacher_error: str | None
-    queue_depth: int
+    breaker: Literal["closed", "open", "half_open"]
+    """The teacher's circuit breaker: open while reviews are held because it fails them all."""
+    storage: Literal["ok", "low", "failing"]
+    """``failing``: writes fail (new reviews get 507); ``low``: less free space than needed."""
+    storage_free_bytes: int | None
+    storage_needed_bytes: int
+    """Free space the data directory needs for a full queue of the largest frames."""
+    queue_depth: int | None
+    """Null when the database cannot be read."""
     version: str

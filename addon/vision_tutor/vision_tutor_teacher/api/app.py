@@ -15,13 +15,18 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import logging
+import math
 
 from aiohttp import web
 
 from vision_tutor_teacher.core import TeacherService
+from vision_tutor_teacher.storage.database import StorageError, StorageFull
 
 from . import events, health, lab, openapi, pages, reviews
 from .base import SERVICE, ApiError, Handler, error_response, is_api
+
+_LOGGER = logging.getLogger(__name__)
 
 
 def _has_token(request: web.Request, token: str) -> bool:
@@ -63,7 +68,11 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """API errors as JSON bodies, including aiohttp's own (404, 405, 413)."""
+    """API errors as JSON bodies, including aiohttp's own (404, 405, 413).
+
+    A full disk is 507 (nothing of the request was stored), any other storage failure 503 with
+    Retry-After; an unexpected error is logged and answered 500, as JSON like every other.
+    """
     try:
         return await handler(request)
     except ApiError as err:
@@ -73,6 +82,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         headers = {key: value for key, value in exc.headers.items() if key.lower() == "allow"}
         return error_response(exc.status, exc.reason.lower(), headers)
+    except StorageFull as err:
+        return error_response(507, str(err))
+    except StorageError as err:
+        retry = str(math.ceil(request.app[SERVICE].options.storage_retry_s))
+        return error_response(503, str(err), {"Retry-After": retry})
+    except Exception:
+        if not is_api(request):
+            raise
+        _LOGGER.exception("Unexpected error answering %s %s", request.method, request.path)
+        return error_response(500, "internal error (logged by the service)")
 
 
 def create_app(service: TeacherService) -> web.Application:

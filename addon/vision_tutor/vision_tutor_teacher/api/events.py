@@ -5,17 +5,19 @@ The log itself is `vision_tutor_teacher.reviews.events`; this module writes it o
 
 from __future__ import annotations
 
+import asyncio
 from typing import Final
 
 from aiohttp import web
 
 from vision_tutor_teacher.reviews.events import EventLog
-from vision_tutor_teacher.storage.database import DatabaseClosed
+from vision_tutor_teacher.storage.database import DatabaseClosed, StorageError
 
 from .base import SERVICE, ApiError
 
 RECONNECT_MS: Final = 2000
 """The ``retry:`` an EventSource waits before reconnecting."""
+STORAGE_RETRY_S: Final = 1.0
 
 
 def parse_cursor(value: str | None) -> int | None:
@@ -45,7 +47,13 @@ async def stream(
         await response.write(f"retry: {RECONNECT_MS}\n\n".encode())
         while not log.closed:
             generation = log.generation
-            events = await log.after(cursor)
+            try:
+                events = await log.after(cursor)
+            except StorageError:
+                # The log cannot be read now: keep the cursor and the connection, try again.
+                await response.write(b": storage unavailable\n\n")
+                await asyncio.sleep(STORAGE_RETRY_S)
+                continue
             if events:
                 await response.write(b"".join(event.encode() for event in events))
                 cursor = events[-1].seq

@@ -334,6 +334,25 @@ def retry(
     return True
 
 
+def give_back(tx: Transaction, review_id: str, attempts: int, error: str) -> bool:
+    """Undo the count of a failed attempt that turned out to be the teacher's fault.
+
+    Only a review still queued with that count: one claimed again meanwhile is left alone.
+    """
+    row = tx.one(
+        "SELECT * FROM reviews WHERE id = ? AND status = 'queued' AND attempts = ?",
+        (review_id, attempts),
+    )
+    if row is None:
+        return False
+    seq = _announce(tx, row, ReviewStatus.QUEUED, attempts=attempts - 1, error=error)
+    tx.execute(
+        "UPDATE reviews SET attempts = ?, last_error = ?, updated_at = ?, seq = ? WHERE id = ?",
+        (attempts - 1, error, tx.now, seq, review_id),
+    )
+    return True
+
+
 def fail(tx: Transaction, claimed: ClaimedReview, error: str) -> bool:
     """Dead-letter the review: the teacher failed on it too many times."""
     row = _in_flight(tx, claimed)
@@ -450,6 +469,9 @@ class ReviewQueue:
 
     async def fail(self, claimed: ClaimedReview, error: str) -> bool:
         return await self.db.run(lambda tx: fail(tx, claimed, error))
+
+    async def give_back(self, review_id: str, attempts: int, error: str) -> bool:
+        return await self.db.run(lambda tx: give_back(tx, review_id, attempts, error))
 
     async def recover_in_flight(self) -> int:
         return await self.db.run(recover_in_flight)
