@@ -87,13 +87,20 @@ class StudentReport(BaseModel):
     prompt_version: str | None = Field(default=None, max_length=200)
 
 
+OBJECT_SCHEMA: Final[dict[str, Any]] = {
+    "required": ["type"],
+    "properties": {"type": {"const": "object"}},
+}
+"""What the document says of a contract's schema: a JSON schema of an object."""
+
+
 class ReviewContract(BaseModel):
     """The task, owned by the integration: how the teacher reviews and what it answers in."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True, serialize_by_alias=True)
 
     system_prompt: str = Field(min_length=1, max_length=50_000)
-    output_schema: dict[str, Any] = Field(alias="schema")
+    output_schema: dict[str, Any] = Field(alias="schema", json_schema_extra=OBJECT_SCHEMA)
     """A JSON schema object; sent to the teacher as Ollama's ``format``."""
 
     @field_validator("output_schema")

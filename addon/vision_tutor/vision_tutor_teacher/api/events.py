@@ -10,7 +10,7 @@ from typing import Final
 
 from aiohttp import web
 
-from vision_tutor_teacher.reviews.events import EventLog
+from vision_tutor_teacher.reviews.events import MAX_CURSOR, EventLog
 from vision_tutor_teacher.storage.database import DatabaseClosed, StorageError
 
 from .base import SERVICE, ApiError
@@ -25,8 +25,8 @@ def parse_cursor(value: str | None) -> int | None:
     if value is None or value.strip() == "":
         return None
     cursor = int(value)
-    if cursor < 0:
-        raise ValueError("a cursor is never negative")
+    if not 0 <= cursor <= MAX_CURSOR:
+        raise ValueError("a cursor is between 0 and 2^63 - 1")
     return cursor
 
 
@@ -75,7 +75,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         if cursor is None:
             cursor = parse_cursor(request.query.get("after"))
     except ValueError:
-        raise ApiError(400, "the cursor must be a non-negative integer") from None
+        raise ApiError(400, "the cursor must be an integer from 0 to 2^63 - 1") from None
     if cursor is None:
         cursor = await service.events.last_seq()
     return await stream(request, service.events, cursor, service.options.heartbeat_s)
