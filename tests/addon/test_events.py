@@ -150,4 +150,4 @@ async def test_a_malformed_cursor_is_a_400(
     ):
         reply = await client.get("/api/v1/events", params=params, headers=headers)
         assert reply.status == 400
-        assert reply.body == {"error": "the cursor must be a non-negative integer"}
+        assert reply.body == {"error": "the cursor must be an integer from 0 to 2^63 - 1"}

@@ -1,7 +1,7 @@
 """The database schema and its migrations (``PRAGMA user_version`` counts the ones applied).
 
 Migration 1 holds the review queue's tables (reviews, frames, events, counters), migration 2 the
-prompt lab's. A database newer than this code knows is refused rather than guessed at.
+prompt lab's, migration 3 the hash of each review's request (for idempotency conflicts). A database newer than this code knows is refused rather than guessed at.
 """
 
 from __future__ import annotations
@@ -148,8 +148,14 @@ LAB_TABLES: Final = """
 """Prompts are numbered (version ``v<number>``); scores carry fingerprints of the train and
 holdout cases they were measured on, so a changed suite shows which scores are stale."""
 
+REQUEST_HASHES: Final = """
+    -- What a review was submitted with (meta and frame), so a reused idempotency key with a
+    -- different body is told apart from a retry. Null for reviews from before this migration.
+    ALTER TABLE reviews ADD COLUMN request_hash TEXT;
+"""
+
 # Each entry migrates the schema from version N to N+1 (PRAGMA user_version).
-MIGRATIONS: Final[tuple[str, ...]] = (REVIEW_TABLES, LAB_TABLES)
+MIGRATIONS: Final[tuple[str, ...]] = (REVIEW_TABLES, LAB_TABLES, REQUEST_HASHES)
 
 
 def migrate(conn: sqlite3.Connection) -> None:
