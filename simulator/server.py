@@ -1040,6 +1040,25 @@ def images_for(
     return replace(params, messages=messages)
 
 
+LOGPROBS_SINCE: Final = (0, 12, 11)
+"""The first Ollama release that returns logprobs; older ones ignore the request field."""
+
+
+def logprobs_for(params: GenerationParams, version: str) -> GenerationParams:
+    """An emulated release before 0.12.11 answers without logprobs, whatever was asked."""
+    if params.logprobs and release(version) < LOGPROBS_SINCE:
+        return replace(params, logprobs=False, top_logprobs=0)
+    return params
+
+
+def release(version: str) -> tuple[int, ...]:
+    """ "0.12.11" as (0, 12, 11); what does not parse counts as the newest."""
+    try:
+        return tuple(int(part) for part in version.split("-")[0].split("."))
+    except ValueError:
+        return (999,)
+
+
 def format_for(
     profile: ModelProfile, response_format: str | Json | None, think: bool, config: SimulatorConfig
 ) -> str | Json | None:
@@ -1291,7 +1310,10 @@ async def generate_reply(
     think = resolve_think(profile, params)
     if "completion" not in profile.capabilities:
         raise ApiError(400, does_not_support(params.model, endpoint))
-    params = images_for(profile, params, sim.config.non_vision_images)
+    params = logprobs_for(
+        images_for(profile, params, sim.config.non_vision_images), sim.config.version
+    )
+    writer = ReplyWriter(endpoint, params.model, params)
 
     async with sim.inference(profile, params.keep_alive, params.options, started) as session:
         if params.load_only:

@@ -90,6 +90,10 @@ async def test_an_ollama_without_logprobs_says_confidence_falls_back_to_stated(
             "version": "0.12.3",
             "needed": "0.12.11",
         }
+        # What it means: no token evidence, so effective confidence is the stated one.
+        analysis = await coordinator(entry).async_analyse_now()
+        assert analysis.observation is not None
+        assert analysis.decision.effective_confidence == analysis.observation.confidence
         # Upgraded: the next poll of the host clears it.
         server.simulator.config = replace(server.simulator.config, version="0.24.0")
         await entry.runtime_data.host.async_refresh()

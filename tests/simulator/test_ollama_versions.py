@@ -138,3 +138,15 @@ def test_pull_progress_counts_up_to_the_models_size() -> None:
     lines = pull_progress(profile)
     sizes = [line["total"] for line in lines if "total" in line]
     assert set(sizes) == {profile.size_bytes}
+
+
+async def test_a_release_before_0_12_11_answers_without_logprobs(
+    start_simulator: SimulatorFactory, scenes: SceneLibrary
+) -> None:
+    async with start_simulator(version="0.12.3") as old, start_simulator() as current:
+        async with ollama.AsyncClient(host=old.url) as client:
+            without = await client.chat(STUDENT, look(frame(scenes)), think=False, logprobs=True)
+        async with ollama.AsyncClient(host=current.url) as client:
+            with_them = await client.chat(STUDENT, look(frame(scenes)), think=False, logprobs=True)
+    assert not without.logprobs
+    assert with_them.logprobs
