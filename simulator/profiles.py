@@ -14,6 +14,7 @@ from typing import Any, Literal
 DEFAULT_PROFILES = Path(__file__).with_name("profiles.json")
 
 type Role = Literal["student", "teacher", "embedding"]
+type NonVisionImages = Literal["ollama", "drop", "reject"]
 type Capability = Literal["completion", "vision", "thinking", "embedding", "tools"]
 
 
@@ -81,6 +82,17 @@ class SimulatorConfig:
     max_queue: int = 512
     """Requests waiting for a slot before 503, like OLLAMA_MAX_QUEUE."""
     version: str = "0.24.0"
+    """What ``/api/version`` answers: a release that serves gemma4 with ``format`` and
+    ``think: false`` correctly (0.21.1 or later), and logprobs (0.12.11 or later)."""
+    format_dropped_without_thinking: bool = False
+    """Emulate Ollama 0.20.0 to 0.21.0: a thinking model asked for ``format`` with
+    ``think: false`` ignores the format and answers free text."""
+    non_vision_images: NonVisionImages = "ollama"
+    """Images sent to a model without vision: as Ollama 0.24 does ("ollama": a runner error for
+    gemma3/gemma4-like architectures, silently dropped for others), always "drop" them
+    silently, or "reject" with 400 to catch misconfiguration."""
+    not_pulled: frozenset[str] = frozenset()
+    """Served models that start absent: 404 until ``/api/pull`` fetches them."""
 
     def model(self, name: str) -> ModelProfile | None:
         """Find a model by name, accepting a missing ``:latest`` tag as Ollama does."""
@@ -119,6 +131,8 @@ def load_config(path: Path | None = None, **overrides: Any) -> SimulatorConfig:
     try:
         models = {name: _profile(name, spec) for name, spec in raw.pop("models").items()}
         settings = {**raw, **{k: v for k, v in overrides.items() if v is not None}}
+        if "not_pulled" in settings:
+            settings["not_pulled"] = frozenset(settings["not_pulled"])
         return SimulatorConfig(models=models, **settings)
     except (KeyError, TypeError) as err:
         raise ValueError(f"invalid simulator profiles: {err}") from err

@@ -7,6 +7,10 @@ status codes and their exact texts. The integration talks to this server through
 ``ollama`` client and must later work unchanged against a real Ollama, so where the two could
 differ the simulator copies Ollama. The deliberate differences:
 
+* Images sent to a model without the "vision" capability are handled as Ollama 0.24 does by
+  default (a runner error for architectures its engine runs with images, dropped silently for
+  the others); ``non_vision_images="drop"`` always drops them and ``"reject"`` makes them a 400
+  (``"X" does not support vision``) for tests that want a misconfiguration to be loud.
 * A ``format`` that is neither "json" nor a schema object fails (500, Ollama's text) before any
   output; Ollama fails the same way, but a thinking model streams its thinking first.
 * Durations (total, load, prompt_eval, eval) are the real, time-scaled ones: at time scale
@@ -47,7 +51,7 @@ from typing import Any, Final, Literal
 from aiohttp import web
 
 from simulator.behaviour import Behaviour, ChatMessage, Completion, CompletionRequest, Token
-from simulator.profiles import Faults, ModelProfile, SimulatorConfig, load_config
+from simulator.profiles import Faults, ModelProfile, NonVisionImages, SimulatorConfig, load_config
 from simulator.scenes import SceneLibrary
 
 _LOGGER = logging.getLogger(__name__)
@@ -688,15 +692,25 @@ class Simulator:
         self._faults = {name: profile.faults for name, profile in config.models.items()}
         self._scripted: dict[str, list[str]] = {}
         """Answers a test dictated, per model, taken in order before the scripted behaviour's."""
+        self.absent = {
+            profile.name
+            for name in config.not_pulled
+            if (profile := config.model(name)) is not None
+        }
+        """Served models not pulled yet (`SimulatorConfig.not_pulled`), until `/api/pull`."""
 
     # Models and faults
 
     def model(self, name: str, not_found: Callable[[str], str]) -> ModelProfile:
         """The profile for a requested model name, with the faults currently in force."""
         profile = self.config.model(name)
-        if profile is None:
+        if profile is None or profile.name in self.absent:
             raise ApiError(404, not_found(name))
         return profile.with_faults(self._faults[profile.name])
+
+    def pulled(self) -> list[ModelProfile]:
+        """The models on "disk": served and not absent."""
+        return [p for p in self.config.models.values() if p.name not in self.absent]
 
     def faults(self) -> dict[str, Faults]:
         return dict(self._faults)
@@ -1056,6 +1070,56 @@ def resolve_think(profile: ModelProfile, params: GenerationParams) -> bool:
     return False
 
 
+def images_for(
+    profile: ModelProfile, params: GenerationParams, non_vision: NonVisionImages
+) -> GenerationParams:
+    """The request as the model sees it, for images sent to a model without vision.
+
+    Ollama 0.24 ("ollama"): an architecture its own engine runs with images (gemma3, gemma4, ...)
+    fails in the runner when the model file has no vision weights; any other model gets the
+    image tags as plain text, so the images are silently dropped and the model describes a
+    picture it never saw (runner/ollamarunner/runner.go, ``inputs``). "drop" always drops them,
+    "reject" answers 400.
+    """
+    if not params.has_images or "vision" in profile.capabilities:
+        return params
+    if non_vision == "reject":
+        raise ApiError(400, does_not_support(params.model, "vision"))
+    if non_vision == "ollama" and profile.family in MULTIMODAL_FAMILIES:
+        raise ApiError(500, NO_IMAGE_INPUT)
+    messages = tuple(replace(message, images=()) for message in params.messages)
+    return replace(params, messages=messages)
+
+
+LOGPROBS_SINCE: Final = (0, 12, 11)
+"""The first Ollama release that returns logprobs; older ones ignore the request field."""
+
+
+def logprobs_for(params: GenerationParams, version: str) -> GenerationParams:
+    """An emulated release before 0.12.11 answers without logprobs, whatever was asked."""
+    if params.logprobs and release(version) < LOGPROBS_SINCE:
+        return replace(params, logprobs=False, top_logprobs=0)
+    return params
+
+
+def release(version: str) -> tuple[int, ...]:
+    """ "0.12.11" as (0, 12, 11); what does not parse counts as the newest."""
+    try:
+        return tuple(int(part) for part in version.split("-")[0].split("."))
+    except ValueError:
+        return (999,)
+
+
+def format_for(
+    profile: ModelProfile, response_format: str | Json | None, think: bool, config: SimulatorConfig
+) -> str | Json | None:
+    """The format the runner applies: none, on an emulated Ollama 0.20.0 to 0.21.0, for a
+    thinking model told not to think (it answers free text whatever ``format`` asked)."""
+    if config.format_dropped_without_thinking and "thinking" in profile.capabilities and not think:
+        return None
+    return response_format
+
+
 def completion_format(value: object) -> str | Json | None:
     """``format`` as the runner accepts it; Ollama reports anything else as a runner error."""
     match value:
@@ -1107,7 +1171,7 @@ async def handle_tags(request: web.Request) -> web.Response:
             "digest": digest(profile.name),
             "details": model_details(profile),
         }
-        for profile in sim.config.models.values()
+        for profile in sim.pulled()
     ]
     return web.json_response({"models": models})
 
@@ -1220,6 +1284,58 @@ async def handle_show(request: web.Request) -> web.Response:
     return web.json_response(show_body(sim.model(name, model_not_found), sim.started_at))
 
 
+PULL_STEPS: Final = 4
+"""Progress lines per pulled layer."""
+PULL_STEP_S: Final = 0.5
+"""Simulated seconds between progress lines (time-scaled)."""
+
+
+def pull_progress(profile: ModelProfile) -> list[Json]:
+    """The progress lines Ollama streams for a pull: manifest, the layer, verify, write, done."""
+    layer = f"sha256:{digest(profile.name)}"
+    total = profile.size_bytes or 1
+    lines: list[Json] = [{"status": "pulling manifest"}]
+    lines += [
+        {
+            "status": f"pulling {digest(profile.name)[:12]}",
+            "digest": layer,
+            "total": total,
+            "completed": total * step // PULL_STEPS,
+        }
+        for step in range(PULL_STEPS + 1)
+    ]
+    lines += [
+        {"status": "verifying sha256 digest"},
+        {"status": "writing manifest"},
+        {"status": "success"},
+    ]
+    return lines
+
+
+async def handle_pull(request: web.Request) -> web.StreamResponse:
+    """``POST /api/pull``: fetch a served model that is not pulled yet, streaming progress."""
+    body = await Body.read(request, "PullRequest")
+    name = body.string("model") or body.string("name")
+    request[REQUEST_MODEL] = name
+    sim = request.app[SIMULATOR]
+    profile = sim.config.model(name)
+    if profile is None:
+        raise ApiError(500, "pull model manifest: file does not exist")
+    lines = pull_progress(profile) if profile.name in sim.absent else [{"status": "success"}]
+    if body.flag("stream") is False:
+        await asyncio.sleep(PULL_STEP_S * len(lines) * sim.config.time_scale)
+        sim.absent.discard(profile.name)
+        return web.json_response(lines[-1])
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    for line in lines:
+        await _write_line(response, line)
+        await asyncio.sleep(PULL_STEP_S * sim.config.time_scale)
+    sim.absent.discard(profile.name)
+    await response.write_eof()
+    return response
+
+
 async def handle_chat(request: web.Request) -> web.StreamResponse:
     started = time.perf_counter()  # total_duration includes reading the (image-laden) body
     body = await Body.read(request, "ChatRequest")
@@ -1251,22 +1367,24 @@ async def generate_reply(
     think = resolve_think(profile, params)
     if "completion" not in profile.capabilities:
         raise ApiError(400, does_not_support(params.model, endpoint))
-    messages = params.messages
+    params = logprobs_for(
+        images_for(profile, params, sim.config.non_vision_images), sim.config.version
+    )
+    writer = ReplyWriter(endpoint, params.model, params)
+
     async with sim.inference(profile, params.keep_alive, params.options, started) as session:
         if params.load_only:
             return web.json_response(writer.done("load"))
-        if params.has_images and "vision" not in profile.capabilities:
-            messages = images_to_a_text_model(profile, messages)
         if isinstance(params.think, str):
             raise ApiError(
                 400, f"think value {go_quote(params.think)} is not supported for this model"
             )
-        response_format = completion_format(params.format)
+        response_format = format_for(profile, completion_format(params.format), think, sim.config)
         await sim.strike(session)
         completion = await sim.complete(
             profile,
             CompletionRequest(
-                messages=messages,
+                messages=params.messages,
                 format=response_format,
                 options=params.options,
                 think=think,
@@ -1274,21 +1392,6 @@ async def generate_reply(
         )
         reply = plan_reply(completion, profile, params.options, sim.config.time_scale)
         return await send_reply(request, sim, writer, reply, session)
-
-
-def images_to_a_text_model(
-    profile: ModelProfile, messages: tuple[ChatMessage, ...]
-) -> tuple[ChatMessage, ...]:
-    """What Ollama 0.24 does with images for a model without vision: it depends on the engine.
-
-    An architecture its own engine can run with images (gemma3, gemma4, ...) fails in the
-    runner when the model file has no vision weights; any other model gets the prompt with the
-    image tags as plain text: the images are silently dropped (runner/ollamarunner/runner.go,
-    ``inputs``).
-    """
-    if profile.family in MULTIMODAL_FAMILIES:
-        raise ApiError(500, NO_IMAGE_INPUT)
-    return tuple(replace(message, images=()) for message in messages)
 
 
 def embed_inputs(value: object) -> list[str]:
@@ -1501,6 +1604,7 @@ def create_app(config: SimulatorConfig, scenes: SceneLibrary | None = None) -> w
     routes.add_get("/api/tags", handle_tags)
     routes.add_get("/api/ps", handle_ps)
     routes.add_post("/api/show", handle_show)
+    routes.add_post("/api/pull", handle_pull)
     routes.add_post("/api/chat", handle_chat)
     routes.add_post("/api/generate", handle_generate)
     routes.add_post("/api/embed", handle_embed)
@@ -1625,6 +1729,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-queue", type=int, help="requests allowed to wait before 503 (env OLLAMA_MAX_QUEUE)"
     )
     parser.add_argument(
+        "--ollama-version", help="what /api/version answers (default: from the profiles)"
+    )
+    parser.add_argument(
+        "--drop-format-without-thinking",
+        action="store_true",
+        help="emulate Ollama 0.20.0-0.21.0: format is ignored when think is false",
+    )
+    parser.add_argument(
+        "--reject-non-vision-images",
+        action="store_true",
+        help="answer 400 to images for a model without vision (real Ollama drops them)",
+    )
+    parser.add_argument(
+        "--not-pulled",
+        action="append",
+        default=[],
+        metavar="MODEL",
+        help="a served model that starts absent until /api/pull fetches it (repeatable)",
+    )
+    parser.add_argument(
         "--fault",
         type=parse_fault,
         action="append",
@@ -1667,6 +1791,10 @@ def parse_args(
             time_scale=args.time_scale,
             num_parallel=num_parallel,
             max_queue=max_queue,
+            version=args.ollama_version,
+            format_dropped_without_thinking=args.drop_format_without_thinking or None,
+            non_vision_images="reject" if args.reject_non_vision_images else None,
+            not_pulled=args.not_pulled or None,
         )
     except ValueError as err:
         parser.error(str(err))

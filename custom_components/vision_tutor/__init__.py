@@ -45,6 +45,8 @@ from .const import (
     DEFAULT_WINDOW_TRIGGER,
     DOMAIN,
     STUDENT_KEEP_ALIVE,
+    STUDENT_KEEP_ALIVE_S,
+    STUDENT_LOAD_ALLOWANCE,
     STUDENT_TEMPERATURE,
     SUBENTRY_CAMERA,
     TEACHER_MODE_NONE,
@@ -139,6 +141,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) 
         semaphore=asyncio.Semaphore(int(options.get(CONF_MAX_CONCURRENT, DEFAULT_MAX_CONCURRENT))),
         temperature=STUDENT_TEMPERATURE,
         keep_alive=STUDENT_KEEP_ALIVE,
+        keep_alive_s=STUDENT_KEEP_ALIVE_S,
+        load_allowance=STUDENT_LOAD_ALLOWANCE,
     )
     hub = dr.async_get(hass).async_get_or_create(
         config_entry_id=entry.entry_id,

@@ -8,15 +8,15 @@ their steps; which one is running decides only how the flow ends.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
-from typing import Any, override
+from typing import TYPE_CHECKING, Any, override
 
 import probatio
 
 from homeassistant.components.binary_sensor import BinarySensorDeviceClass
 from homeassistant.config_entries import (
     SOURCE_RECONFIGURE,
-    ConfigEntry,
     ConfigFlow,
     ConfigFlowResult,
     ConfigSubentry,
@@ -34,6 +34,7 @@ from homeassistant.helpers.selector import (
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
+    SelectOptionDict,
     SelectSelector,
     SelectSelectorConfig,
     SelectSelectorMode,
@@ -83,9 +84,12 @@ from .flow_helpers import (
     NO_TEACHER,
     OLLAMA_DEFAULT_PORT,
     FlowError,
+    ModelListing,
     Teacher,
+    async_check_model,
     async_check_teacher,
-    async_vision_models,
+    async_list_models,
+    async_pull_model,
     camera_data,
     default_options,
     entity_name,
@@ -96,6 +100,10 @@ from .flow_helpers import (
     teacher_from_discovery,
     url_title,
 )
+from .ollama_client import version_text
+
+if TYPE_CHECKING:
+    from . import VisionTutorConfigEntry
 
 STUDENT_SCHEMA = probatio.Schema(
     {
@@ -195,7 +203,7 @@ OPTIONS_SCHEMA = probatio.Schema(
             probatio.Schema(
                 {
                     probatio.Required(CONF_CHANGE_SENSITIVITY): _number(0, 1, 0.05, slider=True),
-                    probatio.Required(CONF_STUDENT_TIMEOUT): _number(0.5, 60, 0.5, "s"),
+                    probatio.Required(CONF_STUDENT_TIMEOUT): _number(0.5, 120, 0.5, "s"),
                     probatio.Required(CONF_MAX_CONCURRENT): _number(1, 16, 1),
                     probatio.Required(CONF_FRAME_WIDTH): _number(256, 1920, 1, "px"),
                 }
@@ -221,8 +229,11 @@ class VisionTutorConfigFlow(ConfigFlow, domain=DOMAIN):
     def __init__(self) -> None:
         """Nothing chosen yet."""
         self._student_url: str | None = None
-        self._models: list[str] = []
+        self._listing = ModelListing([], frozenset(), 0, None)
         self._model: str | None = None
+        self._pull_task: asyncio.Task[None] | None = None
+        self._model_error: FlowError | None = None
+        """Why the chosen model cannot be used; shown when the model step is shown again."""
         self._addon: Teacher | None = None
         """The add-on teacher found by discovery."""
         self._addon_name = ""
@@ -230,7 +241,7 @@ class VisionTutorConfigFlow(ConfigFlow, domain=DOMAIN):
     @staticmethod
     @callback
     @override
-    def async_get_options_flow(config_entry: ConfigEntry) -> VisionTutorOptionsFlow:
+    def async_get_options_flow(config_entry: VisionTutorConfigEntry) -> VisionTutorOptionsFlow:
         """The routing, safety sensor and performance options."""
         return VisionTutorOptionsFlow()
 
@@ -238,7 +249,7 @@ class VisionTutorConfigFlow(ConfigFlow, domain=DOMAIN):
     @callback
     @override
     def async_get_supported_subentry_types(
-        cls, config_entry: ConfigEntry
+        cls, config_entry: VisionTutorConfigEntry
     ) -> dict[str, type[ConfigSubentryFlow]]:
         """One subentry per monitored camera."""
         return {SUBENTRY_CAMERA: CameraSubentryFlow}
@@ -270,7 +281,7 @@ class VisionTutorConfigFlow(ConfigFlow, domain=DOMAIN):
                     default_port=OLLAMA_DEFAULT_PORT,
                 )
                 await self._async_claim_student_url(url)
-                self._models = await async_vision_models(url)
+                self._listing = await async_list_models(url)
             except FlowError as err:
                 _form_error(errors, placeholders, err)
             else:
@@ -298,34 +309,108 @@ class VisionTutorConfigFlow(ConfigFlow, domain=DOMAIN):
             raise AbortFlow("already_configured")
 
     async def async_step_model(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """Choose the student among the host's vision models."""
-        if user_input is not None:
-            self._model = user_input[CONF_STUDENT_MODEL]
-            if self._addon is not None:
-                # Discovery: the user already chose the add-on as the teacher.
-                return self._async_finish(self._addon)
-            return await self.async_step_teacher()
+        """Choose the student among the host's vision models, or one to download."""
+        listing = self._listing
+        errors: dict[str, str] = {}
+        placeholders = {
+            "url": str(self._student_url),
+            "version": version_text(listing.version),
+            "skipped": str(listing.skipped),
+        }
+        # Back from the download step, the form is shown again (that call brings no choice).
+        if user_input and CONF_STUDENT_MODEL in user_input:
+            model = str(user_input[CONF_STUDENT_MODEL]).strip()
+            if model in listing.blind:
+                self._model_error = FlowError("model_not_vision", placeholders={"model": model})
+            elif model not in listing.vision:
+                # Not on the server: Ollama downloads it, then its capabilities are checked.
+                self._model = model
+                return await self.async_step_pull()
+            else:
+                self._model = model
+                return await self._async_after_model()
+        if (err := self._model_error) is not None:
+            self._model_error = None
+            _form_error(errors, placeholders, err)
+        elif listing.skipped:
+            errors["base"] = "models_skipped"
+        return self.async_show_form(
+            step_id="model",
+            data_schema=self._model_schema(),
+            errors=errors,
+            description_placeholders=placeholders,
+        )
+
+    def _model_schema(self) -> probatio.Schema:
+        """The vision models on the server, then the default student to download if absent."""
+        vision = self._listing.vision
         current = (
             self._get_reconfigure_entry().data.get(CONF_STUDENT_MODEL)
             if self.source == SOURCE_RECONFIGURE
             else None
         )
         preferred = next(
-            (model for model in (current, DEFAULT_STUDENT_MODEL) if model in self._models),
-            self._models[0],
+            (model for model in (current, DEFAULT_STUDENT_MODEL) if model in vision),
+            vision[0] if vision else DEFAULT_STUDENT_MODEL,
         )
-        schema = probatio.Schema(
+        options = [SelectOptionDict(value=model, label=model) for model in vision]
+        if DEFAULT_STUDENT_MODEL not in vision:
+            options.append(
+                SelectOptionDict(
+                    value=DEFAULT_STUDENT_MODEL, label=f"{DEFAULT_STUDENT_MODEL} (download)"
+                )
+            )
+        return probatio.Schema(
             {
                 probatio.Required(CONF_STUDENT_MODEL, default=preferred): SelectSelector(
-                    SelectSelectorConfig(options=self._models, mode=SelectSelectorMode.DROPDOWN)
+                    SelectSelectorConfig(
+                        options=options, mode=SelectSelectorMode.DROPDOWN, custom_value=True
+                    )
                 )
             }
         )
-        return self.async_show_form(
-            step_id="model",
-            data_schema=schema,
-            description_placeholders={"url": str(self._student_url)},
+
+    async def async_step_pull(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Ollama downloads the chosen model; the form shows its progress."""
+        assert self._student_url is not None
+        assert self._model is not None
+        url, model = self._student_url, self._model
+        if self._pull_task is None:
+            self._pull_task = self.hass.async_create_task(
+                async_pull_model(url, model, self.async_update_progress),
+                f"{DOMAIN} pull {model}",
+            )
+        if not self._pull_task.done():
+            return self.async_show_progress(
+                step_id="pull",
+                progress_action="pull",
+                progress_task=self._pull_task,
+                description_placeholders={"model": model, "url": url},
+            )
+        task, self._pull_task = self._pull_task, None
+        try:
+            task.result()
+            await async_check_model(url, model)
+        except FlowError as err:
+            self._model_error = err
+            return self.async_show_progress_done(next_step_id="model")
+        self._listing = ModelListing(
+            sorted({*self._listing.vision, model}),
+            self._listing.blind,
+            self._listing.skipped,
+            self._listing.version,
         )
+        return self.async_show_progress_done(next_step_id="pulled")
+
+    async def async_step_pulled(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """The downloaded model can see: go on as if it had been there."""
+        return await self._async_after_model()
+
+    async def _async_after_model(self) -> ConfigFlowResult:
+        if self._addon is not None:
+            # Discovery: the user already chose the add-on as the teacher.
+            return self._async_finish(self._addon)
+        return await self.async_step_teacher()
 
     async def async_step_teacher(
         self, user_input: dict[str, Any] | None = None
@@ -483,7 +568,7 @@ class VisionTutorConfigFlow(ConfigFlow, domain=DOMAIN):
         )
 
     @callback
-    def _async_update_and_reload(self, entry: ConfigEntry, teacher: Teacher) -> None:
+    def _async_update_and_reload(self, entry: VisionTutorConfigEntry, teacher: Teacher) -> None:
         """Point an entry at this teacher; reload it when that changed anything.
 
         An entry with an update listener reloads itself when its data changes.
@@ -549,7 +634,7 @@ class CameraSubentryFlow(ConfigSubentryFlow):
 
     @callback
     def _async_update_and_abort(
-        self, entry: ConfigEntry, subentry: ConfigSubentry, **changes: Any
+        self, entry: VisionTutorConfigEntry, subentry: ConfigSubentry, **changes: Any
     ) -> SubentryFlowResult:
         """Save the edited camera and make the running entry use it.
 
@@ -561,7 +646,9 @@ class CameraSubentryFlow(ConfigSubentryFlow):
         return self.async_update_reload_and_abort(entry, subentry, **changes)
 
 
-def _monitored_by_other(entry: ConfigEntry, camera: str, editing: ConfigSubentry | None) -> bool:
+def _monitored_by_other(
+    entry: VisionTutorConfigEntry, camera: str, editing: ConfigSubentry | None
+) -> bool:
     """Whether another camera subentry of the entry already monitors this camera."""
     return any(
         subentry.subentry_type == SUBENTRY_CAMERA

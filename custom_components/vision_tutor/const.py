@@ -55,7 +55,14 @@ DEFAULT_WINDOW_TRIGGER: Final = 2
 DEFAULT_CLEAN_TO_CLEAR: Final = 3
 DEFAULT_CHANGE_SENSITIVITY: Final = 0.5
 """1 analyses every frame; lower values skip frames that barely changed (0: only big changes)."""
-DEFAULT_STUDENT_TIMEOUT: Final = 3.0
+DEFAULT_STUDENT_TIMEOUT: Final = 20.0
+"""Seconds for one answer. gemma4:e2b takes 6 to 7 s per camera image on an Apple M4 (the
+Scrypted LLM Notifier's LOCAL-MODELS benchmark, April 2026) and about twice that on a CPU
+without a GPU; 20 s leaves room for a second frame queued on the same server. README, "Hardware
+and Ollama versions", has the figures."""
+STUDENT_LOAD_ALLOWANCE: Final = 60.0
+"""Extra seconds for an answer that may have to load the model first, until Ollama's own
+`load_duration` shows how long a load takes on this server (then twice that)."""
 DEFAULT_MAX_CONCURRENT: Final = 4
 DEFAULT_FRAME_WIDTH: Final = 768
 DEFAULT_DISMISSAL_CLEARS: Final = True
@@ -65,7 +72,8 @@ DEFAULT_OUTBOX_MAX_AGE: Final = 60
 CONNECT_TIMEOUT: Final = 10
 
 # Ollama: how long the student stays loaded between frames, and its sampling temperature.
-STUDENT_KEEP_ALIVE: Final = "10m"
+STUDENT_KEEP_ALIVE_S: Final = 600
+STUDENT_KEEP_ALIVE: Final = f"{STUDENT_KEEP_ALIVE_S // 60}m"
 STUDENT_TEMPERATURE: Final = 0.3
 
 # Bus events automations can trigger on.

@@ -43,8 +43,25 @@ from .const import (
 )
 from .contract import OBSERVATION_SCHEMA, Observation, StudentError, normalise_flag
 from .frames import BadFrame, PreparedFrame, prepare_frame
+from .ollama_client import (
+    FORMAT_FIXED_GEMMA4,
+    FORMAT_FIXED_THINKING,
+    LOGPROBS_SINCE,
+    async_model_info,
+    async_server_version,
+    drops_format_without_thinking,
+    serves_logprobs,
+    version_text,
+)
 from .outbox import DELIVERED, EscalationOutbox, OutboxEntry, Outcome
-from .pipeline import Analysis, CameraPipeline, PipelineSettings, StudentClient, StudentUnavailable
+from .pipeline import (
+    Analysis,
+    CameraPipeline,
+    PipelineSettings,
+    StudentClient,
+    StudentTimeout,
+    StudentUnavailable,
+)
 from .prompts import (
     BUILTIN_PROMPT_VERSION,
     STUDENT_SYSTEM_PROMPT,
@@ -63,6 +80,12 @@ HUB_POLL_INTERVAL = timedelta(seconds=60)
 UNREACHABLE_REPAIR_AFTER = timedelta(minutes=10)
 """How long the student host may be down before a repair issue says so."""
 HOST_DOWN_SINCE: HassKey[dict[str, datetime]] = HassKey(f"{DOMAIN}_host_down_since")
+SLOW_WINDOW = 10
+"""The slow-student repair looks at a camera's last this many analysed frames."""
+SLOW_RAISE = 6
+"""Timeouts among them that raise the repair ("most frames time out")."""
+SLOW_CLEAR = 3
+"""Timeouts among them at or below which it goes away again."""
 
 type SafetyEventType = Literal[
     "hazard_detected", "hazard_cleared", "teacher_confirmed", "teacher_dismissed"
@@ -191,9 +214,58 @@ class HostCoordinator(DataUpdateCoordinator[HostState]):
         present = any(_same_model(listed, model) for listed in models)
         if present:
             ir.async_delete_issue(self.hass, DOMAIN, self._issue_id("model_missing"))
+            await self._async_check_server(url, model)
         else:
             self._issue("model_missing", {"url": url, "model": model})
         return HostState(models=models, model_present=present)
+
+    async def _async_check_server(self, url: str, model: str) -> None:
+        """Repairs for what the Ollama release and the model's capabilities will not do.
+
+        Checked at every poll, so an upgraded Ollama or another model clears them. A server
+        that does not say is given the benefit of the doubt.
+        """
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                version = await async_server_version(self.client)
+                info = await async_model_info(self.client, model)
+        except (
+            TimeoutError,
+            ConnectionError,
+            httpx.HTTPError,
+            ollama.ResponseError,
+            ValueError,
+        ) as err:
+            _LOGGER.debug("Could not read the release or %s from %s: %s", model, url, err)
+            return
+        found = {"url": url, "model": model, "version": version_text(version)}
+        self._issue_if(not info.vision, "student_not_vision", found)
+        self._issue_if(
+            not serves_logprobs(version),
+            "ollama_no_logprobs",
+            {**found, "needed": version_text(LOGPROBS_SINCE)},
+            severity=ir.IssueSeverity.WARNING,
+        )
+        fixed_in = FORMAT_FIXED_GEMMA4 if info.gemma4 else FORMAT_FIXED_THINKING
+        self._issue_if(
+            drops_format_without_thinking(version, info),
+            "ollama_format_dropped",
+            {**found, "needed": version_text(fixed_in)},
+            severity=ir.IssueSeverity.WARNING,
+        )
+
+    def _issue_if(
+        self,
+        condition: bool,
+        key: str,
+        placeholders: dict[str, str],
+        *,
+        severity: ir.IssueSeverity = ir.IssueSeverity.ERROR,
+    ) -> None:
+        if condition:
+            self._issue(key, placeholders, severity=severity)
+        else:
+            ir.async_delete_issue(self.hass, DOMAIN, self._issue_id(key))
 
     def report_model_missing(self) -> None:
         """A chat answered 404: say so now rather than at the next poll."""
@@ -205,13 +277,19 @@ class HostCoordinator(DataUpdateCoordinator[HostState]):
     def _issue_id(self, key: str) -> str:
         return f"{key}_{self.config_entry.entry_id}"
 
-    def _issue(self, key: str, placeholders: dict[str, str]) -> None:
+    def _issue(
+        self,
+        key: str,
+        placeholders: dict[str, str],
+        *,
+        severity: ir.IssueSeverity = ir.IssueSeverity.ERROR,
+    ) -> None:
         ir.async_create_issue(
             self.hass,
             DOMAIN,
             self._issue_id(key),
             is_fixable=False,
-            severity=ir.IssueSeverity.ERROR,
+            severity=severity,
             translation_key=key,
             translation_placeholders=placeholders,
         )
@@ -265,6 +343,8 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
         self.outbox = outbox
         self._lock = asyncio.Lock()
         self.data = CameraState()
+        self._timeouts: deque[bool] = deque(maxlen=SLOW_WINDOW)
+        """Whether each of the last analysed frames timed out, for the slow-student repair."""
 
     @callback
     def async_start_motion_trigger(self) -> None:
@@ -323,6 +403,7 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
                 )
             except StudentUnavailable as err:
                 raise self._student_unavailable(err) from err
+            self._count_timeout(analysis)
             if force_teacher:
                 analysis = _sent_to_teacher(analysis)
             events = _safety_events(previous.analysis, analysis)
@@ -364,6 +445,32 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
             # The hub's connectivity sensor should not wait for its next poll.
             self.host.async_set_update_error(failure)
         return failure
+
+    def _count_timeout(self, analysis: Analysis) -> None:
+        """Raise a repair when most recent frames time out; clear it once few do."""
+        self._timeouts.append(isinstance(analysis.result, StudentTimeout))
+        timeouts = sum(self._timeouts)
+        issue_id = f"student_too_slow_{self.config_entry.entry_id}_{self.subentry.subentry_id}"
+        if len(self._timeouts) == SLOW_WINDOW and timeouts >= SLOW_RAISE:
+            student = self.pipeline.student
+            ir.async_create_issue(
+                self.hass,
+                DOMAIN,
+                issue_id,
+                is_fixable=False,
+                severity=ir.IssueSeverity.WARNING,
+                translation_key="student_too_slow",
+                translation_placeholders={
+                    "camera": self.camera_entity,
+                    "timeouts": str(timeouts),
+                    "frames": str(SLOW_WINDOW),
+                    "timeout": f"{student.timeout:g}",
+                    "model": student.model,
+                    "width": str(self.frame_width),
+                },
+            )
+        elif timeouts <= SLOW_CLEAR:
+            ir.async_delete_issue(self.hass, DOMAIN, issue_id)
 
     def _fire_safety_events(self, events: tuple[SafetyEvent, ...]) -> None:
         for event in events:

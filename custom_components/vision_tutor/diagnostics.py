@@ -9,10 +9,11 @@ from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
 
 from . import VisionTutorConfigEntry
-from .const import CONF_TEACHER_TOKEN
+from .const import CONF_STUDENT_URL, CONF_TEACHER_TOKEN, CONF_TEACHER_URL
 from .services import analysis_response
 
-TO_REDACT = {CONF_TEACHER_TOKEN}
+TO_REDACT = {CONF_TEACHER_TOKEN, CONF_STUDENT_URL, CONF_TEACHER_URL}
+"""The token, and the hosts: addresses on the user's network are theirs, not support's."""
 
 
 async def async_get_config_entry_diagnostics(

@@ -8,7 +8,8 @@ the user, reconfigure, discovery, subentry and options steps share one definitio
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+import contextlib
 from dataclasses import dataclass
 import re
 import ssl
@@ -54,7 +55,6 @@ from .const import (
     DEFAULT_OUTBOX_MAX_AGE,
     DEFAULT_QUEUE_LIMIT,
     DEFAULT_SAFETY_KEYWORDS,
-    DEFAULT_STUDENT_MODEL,
     DEFAULT_STUDENT_TIMEOUT,
     DEFAULT_WINDOW_SIZE,
     DEFAULT_WINDOW_TRIGGER,
@@ -62,7 +62,13 @@ from .const import (
     TEACHER_MODE_MANUAL,
     TEACHER_MODE_NONE,
 )
-from .ollama_client import create_client
+from .ollama_client import (
+    ModelInfo,
+    Version,
+    async_model_info,
+    async_server_version,
+    create_client,
+)
 
 OLLAMA_DEFAULT_PORT: Final = 11434
 """Port assumed when a student address is typed without scheme and port, as Ollama does."""
@@ -75,9 +81,6 @@ PROBE_TIMEOUT: float = CONNECT_TIMEOUT
 TEACHER_HEALTH_PATH: Final = "/api/v1/health"
 TEACHER_USABLE_STATES: Final = frozenset({"ok", "degraded"})
 """Health states of a teacher service worth configuring ("degraded": its own model is down)."""
-
-PULL_COMMAND: Final = f"ollama pull {DEFAULT_STUDENT_MODEL}"
-"""Shown when the student host has no vision model."""
 
 MIN_SCAN_INTERVAL: Final = 5
 """Seconds; shorter intervals queue frames faster than a small model answers them."""
@@ -171,17 +174,80 @@ def _connection_reason(err: BaseException, unreachable: str) -> str:
 # --- The student host ---------------------------------------------------------------------------
 
 
-async def async_vision_models(url: str) -> list[str]:
-    """The vision models the Ollama server at `url` has pulled, sorted by name.
+@dataclass(frozen=True, slots=True)
+class ModelListing:
+    """The student host's pulled models, as the model step offers them."""
 
-    Lists the models (`/api/tags`), then reads each one's capabilities (`/api/show`), all within
-    `PROBE_TIMEOUT`. Raises `FlowError` naming what is wrong with the host.
+    vision: list[str]
+    """Models that read images, sorted by name."""
+    blind: frozenset[str]
+    """Pulled models that cannot see images (chat would drop the frame)."""
+    skipped: int
+    """Models whose details the server would not give (a 403 on a cloud model): not listed."""
+    version: Version | None
+    """The Ollama release, when the server says."""
+
+
+async def async_list_models(url: str) -> ModelListing:
+    """The models the Ollama server at `url` has pulled, and which of them can see.
+
+    Lists the models (`/api/tags`), reads the release (`/api/version`) and each model's
+    capabilities (`/api/show`), all within `PROBE_TIMEOUT`. A model whose `show` fails is
+    skipped and counted. Raises `FlowError` naming what is wrong with the host.
     """
+    async with _student_errors(), asyncio.timeout(PROBE_TIMEOUT), create_client(url) as client:
+        listing = await client.list()
+        version = await async_server_version(client)
+        vision: list[str] = []
+        blind: set[str] = set()
+        skipped = 0
+        for name in sorted({model.model for model in listing.models if model.model}):
+            try:
+                info = await async_model_info(client, name)
+            except ollama.ResponseError:
+                skipped += 1
+                continue
+            (vision.append(name) if info.vision else blind.add(name))
+    return ModelListing(vision, frozenset(blind), skipped, version)
+
+
+async def async_check_model(url: str, model: str) -> ModelInfo:
+    """The model's capabilities; `FlowError` `model_not_vision` when it cannot see images."""
+    async with _student_errors(), asyncio.timeout(PROBE_TIMEOUT), create_client(url) as client:
+        info = await async_model_info(client, model)
+    if not info.vision:
+        raise FlowError("model_not_vision", placeholders={"model": model})
+    return info
+
+
+async def async_pull_model(url: str, model: str, progress: Callable[[float], None]) -> None:
+    """Have the server download `model`, reporting 0..1 as Ollama streams its progress.
+
+    A model comes in layers, each with its own total: the fraction is over the bytes of the
+    layers announced so far. No overall timeout: a large model takes many minutes. Raises
+    `FlowError` `pull_failed` with Ollama's reason.
+    """
+    totals: dict[str, tuple[int, int]] = {}
     try:
-        async with asyncio.timeout(PROBE_TIMEOUT), create_client(url) as client:
-            listing = await client.list()
-            names = sorted({model.model for model in listing.models if model.model})
-            vision = [name for name in names if await _has_vision(client, name)]
+        async with create_client(url) as client:
+            async for part in await client.pull(model, stream=True):
+                if part.digest and part.total:
+                    totals[part.digest] = (part.completed or 0, part.total)
+                    done = sum(completed for completed, _ in totals.values())
+                    progress(min(1.0, done / sum(total for _, total in totals.values())))
+    except ollama.ResponseError as err:
+        raise FlowError("pull_failed", placeholders={"model": model, "error": err.error}) from err
+    except (ConnectionError, httpx.HTTPError) as err:
+        raise FlowError(
+            "pull_failed", placeholders={"model": model, "error": str(err) or type(err).__name__}
+        ) from err
+
+
+@contextlib.asynccontextmanager
+async def _student_errors() -> AsyncIterator[None]:
+    """Turn what can go wrong talking to a student host into the form's `FlowError`."""
+    try:
+        yield
     except TimeoutError as err:
         raise FlowError("timeout") from err
     except ollama.ResponseError as err:
@@ -191,15 +257,6 @@ async def async_vision_models(url: str) -> list[str]:
     except ValueError as err:
         # A body that is not JSON, or not shaped like Ollama's: another kind of server answered.
         raise FlowError("not_ollama") from err
-    if not vision:
-        raise FlowError("no_vision_model", placeholders={"pull_command": PULL_COMMAND})
-    return vision
-
-
-async def _has_vision(client: ollama.AsyncClient, model: str) -> bool:
-    """Whether Ollama reports the model can read images (servers before 0.6.4 report nothing)."""
-    shown = await client.show(model)
-    return "vision" in (shown.capabilities or ())
 
 
 def _student_status_reason(status: int) -> str:

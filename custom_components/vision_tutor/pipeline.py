@@ -25,6 +25,15 @@ from .temporal import SafetyState, SafetyWindow, WindowConfig
 
 type Source = Literal["student", "teacher"]
 
+LOAD_SEEN_S = 1.0
+"""A `load_duration` at least this long means the call loaded the model."""
+MAX_LOAD_ALLOWANCE = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class StudentTimeout(StudentError):
+    """No answer within the timeout: a student error, counted for the slow-student repair."""
+
 
 class StudentUnavailable(Exception):
     """No analysis is possible: the host does not answer, or the model is not on it."""
@@ -55,13 +64,34 @@ class StudentClient:
         semaphore: asyncio.Semaphore,
         temperature: float = 0.3,
         keep_alive: str = "10m",
+        keep_alive_s: float = 600.0,
+        load_allowance: float = 60.0,
     ) -> None:
         self.client = client
         self.model = model
         self.timeout = timeout
+        self.load_allowance = load_allowance
+        """Extra seconds for a call that may load the model; learnt from `load_duration`."""
         self._semaphore = semaphore
         self._options = {"temperature": temperature}
         self._keep_alive = keep_alive
+        self._keep_alive_s = keep_alive_s
+        self._loaded_until: float | None = None
+        """Until when Ollama keeps the model loaded after the last answer (monotonic)."""
+
+    def call_timeout(self) -> float:
+        """Seconds this call may take: the timeout, plus the load allowance when the model may
+        have to be loaded first (no answer yet, or none within Ollama's keep-alive)."""
+        if self._loaded_until is not None and time.monotonic() < self._loaded_until:
+            return self.timeout
+        return self.timeout + self.load_allowance
+
+    def _answered(self, load_duration_ns: int | None) -> None:
+        """The model is loaded now; a load Ollama reports sets the allowance (twice it)."""
+        self._loaded_until = time.monotonic() + self._keep_alive_s
+        load_s = (load_duration_ns or 0) / 1e9
+        if load_s >= LOAD_SEEN_S:
+            self.load_allowance = min(MAX_LOAD_ALLOWANCE, 2 * load_s)
 
     async def ask(self, jpeg: bytes, system_prompt: str) -> StudentAnswer | StudentError:
         """The student's answer, or a StudentError for answers that never came whole.
@@ -74,8 +104,9 @@ class StudentClient:
         )
         async with self._semaphore:
             started = time.monotonic()
+            timeout = self.call_timeout()
             try:
-                async with asyncio.timeout(self.timeout):
+                async with asyncio.timeout(timeout):
                     response = await self.client.chat(
                         model=self.model,
                         messages=messages,
@@ -86,7 +117,7 @@ class StudentClient:
                         logprobs=True,
                     )
             except TimeoutError:
-                return StudentError(f"the student did not answer within {self.timeout:g} s", "")
+                return StudentTimeout(f"the student did not answer within {timeout:g} s", "")
             except ollama.ResponseError as err:
                 if err.status_code == 404:
                     raise StudentUnavailable("model_missing", err.error) from err
@@ -94,6 +125,7 @@ class StudentClient:
             except (ConnectionError, httpx.TransportError) as err:
                 raise StudentUnavailable("unreachable", str(err) or type(err).__name__) from err
             latency_ms = (time.monotonic() - started) * 1000
+            self._answered(response.load_duration)
         logprobs = tuple(token.logprob for token in response.logprobs or ())
         return StudentAnswer(response.message.content or "", logprobs, latency_ms)
 

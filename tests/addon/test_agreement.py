@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vision_tutor_teacher.metrics import render
+from vision_tutor_teacher.metrics import Health, render
 from vision_tutor_teacher.models import Observation, Reason, Stats
 from vision_tutor_teacher.reviews.agreement import cosine, judge, normalise_flags
 
@@ -63,8 +63,22 @@ def test_metrics_before_any_verdict_leave_out_latency_and_agreement() -> None:
         teacher_latency_ms=None,
         agreement_rate=None,
     )
-    text = render(stats, teacher_reachable=False)
+    text = render(
+        stats,
+        Health(
+            teacher_reachable=False,
+            healthy=False,
+            breaker_open=False,
+            breaker_opened=0,
+            busy_answers=0,
+            storage_failing=False,
+            storage_free_bytes=None,
+            restarts={},
+        ),
+    )
     assert "teacher_latency_ms" not in text
     assert "agreement_rate" not in text
     assert "vision_tutor_teacher_up 0" in text
+    assert "vision_tutor_healthy 0" in text
+    assert "storage_free_bytes" not in text
     assert text.endswith("\n")

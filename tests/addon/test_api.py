@@ -7,6 +7,7 @@ import base64
 import json
 from pathlib import Path
 import re
+from typing import Any
 
 import aiohttp
 import pytest
@@ -143,16 +144,45 @@ async def test_a_repeated_idempotency_key_returns_the_existing_review(
 ) -> None:
     client = await start_service(simulator.url)
     first = await client.submit(review_body("same-key"))
-    again = await client.submit(review_body("same-key", camera="camera.other", reason="audit"))
+    again = await client.submit(review_body("same-key"))
+    meta = review_body("same-key")
+    del meta["image"]
+    form = aiohttp.FormData()
+    form.add_field("meta", json.dumps(meta), content_type="application/json")
+    form.add_field("image", jpeg(), content_type="image/jpeg", filename="frame.jpg")
+    as_multipart = await client.request("POST", "/api/v1/reviews", data=form)
 
     assert first.status == 202
-    assert again.status == 200
-    assert again.body["id"] == first.body["id"]
-    assert again.body["camera"] == "camera.front_door"  # the original, not the repeat
+    assert (again.status, again.body["id"]) == (200, first.body["id"])
+    assert (as_multipart.status, as_multipart.body["id"]) == (200, first.body["id"])
     events = await client.wait_settled({first.body["id"]})
     assert statuses(events, first.body["id"]) == ["queued", "in_progress", "done"]
     assert (await client.stats())["accepted"] == 1
     assert len(simulator.stats.scenes) == 1  # the teacher saw the frame once
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"camera": "camera.garage", "reason": "safety"},
+        {"image": base64.b64encode(jpeg("fire_kitchen_pan")).decode()},
+    ],
+    ids=["other-camera", "other-frame"],
+)
+async def test_a_reused_idempotency_key_with_another_body_is_a_409_naming_the_review(
+    start_service: StartService, simulator: RunningSimulator, change: dict[str, Any]
+) -> None:
+    client = await start_service(simulator.url)
+    first = await client.accepted(review_body("reused-key"))
+
+    conflict = await client.submit({**review_body("reused-key"), **change})
+
+    assert conflict.status == 409
+    assert first in conflict.body["error"]
+    assert "'reused-key'" in conflict.body["error"]
+    assert conflict.headers["Location"] == f"/api/v1/reviews/{first}"
+    assert (await client.stats())["accepted"] == 1
+    assert (await client.review(first))["camera"] == "camera.front_door"
 
 
 async def test_a_multipart_review_with_meta_and_image_parts(
@@ -177,6 +207,14 @@ async def test_a_multipart_review_with_meta_and_image_parts(
     assert simulator.stats.scenes == {"porch_package": 1}
 
 
+def huge_jpeg() -> bytes:
+    """A JPEG header claiming 20000 x 100 pixels (the header is all that is read)."""
+    frame_header = (
+        b"\xff\xc0\x00\x0b\x08" + (100).to_bytes(2) + (20000).to_bytes(2) + b"\x01\x01\x11\x00"
+    )
+    return b"\xff\xd8" + frame_header + b"\xff\xda\x00\x02" + b"\x00" * 64 + b"\xff\xd9"
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -188,6 +226,14 @@ async def test_a_multipart_review_with_meta_and_image_parts(
         ),
         (lambda b: b.update(image="not base64!"), "image: Data should be valid base64"),
         (lambda b: b.update(image=base64.b64encode(b"GIF89a...").decode()), "image: not a JPEG"),
+        (
+            lambda b: b.update(image=base64.b64encode(b"\xff\xd8\xff").decode()),
+            "image: not a JPEG: the file is cut short",
+        ),
+        (
+            lambda b: b.update(image=base64.b64encode(huge_jpeg()).decode()),
+            "image: the JPEG is 20000 x 100 pixels; at most 8192 pixels a side",
+        ),
         (
             lambda b: b.update(captured_at="yesterday"),
             "captured_at: Input should be a valid datetime",
@@ -209,6 +255,48 @@ async def test_an_invalid_review_is_a_400_naming_the_field(
     assert reply.body["error"].startswith("invalid review: ")
     assert message in reply.body["error"]
     assert (await client.stats())["accepted"] == 0
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("multipart/form-data", b"--x\r\n\r\n"),  # no boundary
+        ("multipart/form-data; boundary=x", b"not multipart at all"),
+        ("multipart/form-data; boundary=x", b"--x\r\nContent-Disposition: form-data\r\n"),
+        ("multipart/form-data; boundary=x", b"--x\r\n\xff\xfe: \x00\r\n\r\nbody\r\n--x--\r\n"),
+    ],
+    ids=["no-boundary", "no-parts", "cut-short", "garbled-headers"],
+)
+async def test_a_malformed_multipart_body_is_a_400_as_json(
+    start_service: StartService, simulator: RunningSimulator, content_type: str, body: bytes
+) -> None:
+    client = await start_service(simulator.url)
+
+    reply = await client.request(
+        "POST", "/api/v1/reviews", data=body, headers={"Content-Type": content_type}
+    )
+
+    assert reply.status == 400, reply.body
+    assert reply.headers["Content-Type"].startswith("application/json")
+    assert reply.body["error"].startswith("invalid review: ")
+    assert (await client.stats())["accepted"] == 0
+
+
+async def test_cursors_and_query_parameters_outside_the_document_are_400s(
+    start_service: StartService, simulator: RunningSimulator
+) -> None:
+    client = await start_service(simulator.url)
+    for path, params, headers in (
+        ("/api/v1/reviews", {"after": str(2**63)}, {}),
+        ("/api/v1/reviews", {"after": "-1"}, {}),
+        ("/api/v1/events", {"after": str(2**64)}, {}),
+        ("/api/v1/events", {}, {"Last-Event-ID": str(2**63)}),
+        ("/api/v1/reviews", {"afterr": "5"}, {}),
+    ):
+        reply = await client.get(path, params=params, headers=headers)
+        assert reply.status == 400, (path, params, reply.body)
+        assert set(reply.body) == {"error"}
+    assert (await client.get("/api/v1/reviews", params={"after": str(2**63 - 1)})).status == 200
 
 
 async def test_a_body_that_is_not_json_is_a_400_and_an_unknown_type_a_415(
@@ -245,7 +333,8 @@ async def test_an_image_over_the_limit_is_a_413_as_json_or_multipart(
     start_service: StartService, simulator: RunningSimulator
 ) -> None:
     client = await start_service(simulator.url, max_image_mb=1)
-    big = b"\xff\xd8\xff\xe0" + bytes(1024 * 1024)
+    real = jpeg()
+    big = real + bytes(1024 * 1024 + 1 - len(real))  # a readable JPEG, padded past the limit
 
     as_json = await client.submit(review_body("big-json", image=big))
     assert as_json.status == 413
@@ -327,12 +416,19 @@ async def test_health_stats_metrics_and_openapi(
     health = await client.get("/api/v1/health")
     assert health.status == 200
     database_id = health.body.pop("database_id")
+    free = health.body.pop("storage_free_bytes")
+    assert free > 0
     assert health.body == {
         "status": "ok",
+        "reasons": [],
         "teacher": "reachable",
         "teacher_error": None,
+        "breaker": "closed",
+        "storage": "ok",
+        "storage_needed_bytes": 2 * 20 * 8 * 1024 * 1024 + 16 * 1024 * 1024,
         "queue_depth": 0,
         "version": __version__,
+        "notes": [],  # the simulator is a current Ollama with a vision teacher
     }
     assert len(database_id) == 32
 

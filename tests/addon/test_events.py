@@ -152,7 +152,7 @@ async def test_a_malformed_cursor_is_a_400(
     ):
         reply = await client.get("/api/v1/events", params=params, headers=headers)
         assert reply.status == 400
-        assert reply.body == {"error": "the cursor must be a non-negative integer"}
+        assert reply.body == {"error": "the cursor must be an integer from 0 to 2^63 - 1"}
 
 
 async def test_the_stream_says_which_database_it_reads_and_how_far_it_goes(

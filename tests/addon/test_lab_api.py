@@ -131,10 +131,11 @@ async def test_the_seed_prompt_is_active_from_the_first_start(
     }
     assert (seed["student_model"], seed["teacher_model"]) == (STUDENT, TEACHER)
     assert seed["per_case"] == []
-    for missing in ("v9", "latest"):
-        reply = await client.get(f"/api/v1/prompts/{missing}")
-        assert reply.status == 404
-        assert reply.body == {"error": f"no prompt {missing}"}
+    missing = await client.get("/api/v1/prompts/v9")
+    assert (missing.status, missing.body) == (404, {"error": "no prompt v9"})
+    # Not a version at all (the document's pattern is v1, v2, ...): no such resource.
+    not_a_version = await client.get("/api/v1/prompts/latest")
+    assert (not_a_version.status, not_a_version.body) == (404, {"error": "not found"})
     cases = (await client.get("/api/v1/validation/cases")).body
     assert len(cases["cases"]) == 40
     assert cases["train"] + cases["holdout"] == 40
@@ -237,7 +238,7 @@ async def test_a_too_large_case_image_is_refused(
     start_service: StartService, simulator: RunningSimulator
 ) -> None:
     client = await start_service(simulator.url, max_image_mb=1)
-    big = b"\xff\xd8\xff" + b"\0" * (1024 * 1024)
+    big = jpeg() + b"\0" * (1024 * 1024)  # a real JPEG, padded past the limit
     body = {"name": "big", "image": __import__("base64").b64encode(big).decode()}
     reply = await client.request("POST", "/api/v1/validation/cases", json=body)
     assert reply.status == 413

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.addon.conftest import review_body
+from tests.addon.conftest import jpeg, review_body
 from vision_tutor_teacher.lab import examples, finetune, registry, suite
 from vision_tutor_teacher.lab.models import AcceptExample, Split
 from vision_tutor_teacher.models import Agreement, Observation, ReviewRequest, Verdict
 from vision_tutor_teacher.reviews.queue import ClaimedReview, Idle, QueuePolicy, ReviewQueue
 from vision_tutor_teacher.storage.database import Database, Transaction
 
-FRAME = b"\xff\xd8\xff\xe0 a frame from the porch"
+FRAME = jpeg("porch_package", width=64)
 
 
 def test_readiness_needs_enough_examples_first() -> None:

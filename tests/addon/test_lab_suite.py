@@ -3,6 +3,7 @@ suite, import (all or nothing) and export, and what makes a score stale."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 import json
 from pathlib import Path
@@ -11,6 +12,7 @@ from hypothesis import given, strategies as st
 from pydantic import ValidationError
 import pytest
 
+from tests.addon.conftest import jpeg
 from vision_tutor_teacher.lab import suite
 from vision_tutor_teacher.lab.models import (
     Split,
@@ -21,7 +23,7 @@ from vision_tutor_teacher.lab.models import (
 )
 from vision_tutor_teacher.storage.database import Database, Transaction
 
-JPEG = b"\xff\xd8\xff\xe0 a tiny frame"
+JPEG = jpeg("kitchen_empty_day", width=64)
 
 
 def text_case(name: str, text: str, **fields: object) -> ValidationCaseIn:
@@ -89,7 +91,7 @@ def test_keywords_come_as_synonym_groups_or_pipes() -> None:
         ({"text": "a", "image": None}, None),
         ({}, "exactly one of image and text"),
         ({"text": "   "}, "exactly one of image and text"),
-        ({"text": "a", "image": "/9j/4AAQ"}, "exactly one of image and text"),
+        ({"text": "a", "image": base64.b64encode(JPEG).decode()}, "exactly one of image and text"),
         ({"image": "aGVsbG8="}, "not a JPEG"),
         ({"image": "%%%"}, "base64"),
         ({"text": "a", "weight": 0.2}, "greater than or equal to 0.5"),

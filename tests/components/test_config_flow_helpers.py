@@ -128,6 +128,11 @@ def check_translated(category: str, subentry_type: str | None, result: Any) -> N
             assert text, f"{category} error {error} (on {field}) is not translated"
             missing = _placeholders(text) - placeholders
             assert not missing, f"{category} error {error}: placeholders {missing} not provided"
+    elif result["type"] is FlowResultType.SHOW_PROGRESS:
+        text = strings.get("progress", {}).get(result["progress_action"])
+        assert text, f"{category} progress {result['progress_action']} is not translated"
+        missing = _placeholders(text) - placeholders
+        assert not missing, f"{category} progress: placeholders {missing} not provided"
     elif result["type"] is FlowResultType.ABORT and result.get("translation_domain") is None:
         assert result["reason"] in strings["abort"], f"{category} abort {result['reason']}"
 
@@ -469,7 +474,7 @@ def test_translation_check_catches_gaps() -> None:
     with pytest.raises(AssertionError, match="not translated"):
         check_translated("config", None, {**form, "errors": {"base": "made_up"}})
     with pytest.raises(AssertionError, match="placeholders"):
-        check_translated("config", None, {**form, "errors": {"base": "no_vision_model"}})
+        check_translated("config", None, {**form, "errors": {"base": "models_skipped"}})
     with pytest.raises(AssertionError, match="abort"):
         check_translated("config", None, {"type": FlowResultType.ABORT, "reason": "made_up"})
 

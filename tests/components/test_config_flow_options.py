@@ -41,7 +41,7 @@ DEFAULT_FORM = {
     },
     "performance": {
         "change_sensitivity": 0.5,
-        "student_timeout": 3.0,
+        "student_timeout": 20.0,
         "max_concurrent": 4,
         "frame_width": 768,
     },

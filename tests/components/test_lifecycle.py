@@ -254,7 +254,7 @@ def _diagnostics_matcher(*urls: str) -> Any:
     return matcher
 
 
-async def test_diagnostics_without_the_teacher_token(
+async def test_diagnostics_without_the_teacher_token_or_the_hosts(
     hass: HomeAssistant,
     hass_client: ClientSessionGenerator,
     simulator: RunningSimulator,
@@ -273,7 +273,10 @@ async def test_diagnostics_without_the_teacher_token(
     diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
 
     assert "secret-teacher-token" not in str(diagnostics)
-    assert diagnostics["entry"]["data"]["teacher_token"] == "**REDACTED**"
+    for host in (simulator.url, teacher_url):
+        assert host.removeprefix("http://") not in str(diagnostics)
+    for key in ("teacher_token", "student_url", "teacher_url"):
+        assert diagnostics["entry"]["data"][key] == "**REDACTED**"
     assert diagnostics == snapshot(matcher=_diagnostics_matcher(simulator.url, teacher_url))
     assert await hass.config_entries.async_unload(entry.entry_id)
 

@@ -18,7 +18,14 @@ import pytest
 from simulator.profiles import ModelProfile
 from simulator.scenes import SceneLibrary
 from simulator.server import run_simulator
-from tests.simulator.conftest import EMBEDDER, STUDENT, TEACHER, TEXT_ONLY, make_config
+from tests.simulator.conftest import (
+    EMBEDDER,
+    STUDENT,
+    TEACHER,
+    TEXT_ONLY,
+    SimulatorFactory,
+    make_config,
+)
 
 USER = {"role": "user", "content": "What do you see?"}
 
@@ -104,6 +111,19 @@ async def test_think_levels_are_refused_as_ollama_does_for_non_harmony_models(
         400,
         'think value "high" is not supported for this model',
     )
+
+
+async def test_images_to_a_model_without_vision_are_400_when_asked_to_reject_them(
+    start_simulator: SimulatorFactory, scenes: SceneLibrary
+) -> None:
+    """Real Ollama never answers so (the tests below); the option makes a misconfiguration loud."""
+    async with (
+        start_simulator(non_vision_images="reject") as simulator,
+        ollama.AsyncClient(host=simulator.url) as client,
+    ):
+        error = await raises(client.chat(TEXT_ONLY, [with_image(scenes)]))
+
+    assert (error.status_code, error.error) == (400, '"textonly:1b" does not support vision')
 
 
 async def test_images_to_a_gemma_model_without_vision_fail_in_the_runner(

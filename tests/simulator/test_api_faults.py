@@ -202,7 +202,7 @@ async def test_requests_for_a_loaded_model_wait_and_are_never_refused(
         start_simulator(num_parallel=1, max_queue=0) as sim,
         ollama.AsyncClient(host=sim.url) as client,
     ):
-        sim.set_faults(STUDENT, Faults(stall_s=0.3))
+        sim.set_faults(STUDENT, Faults(stall_s=1.0))
         running = asyncio.create_task(client.generate(STUDENT, "first", think=False))
         await eventually(lambda: sim.stats.running == 1)
         # The student is loaded now: Ollama hands its requests to the runner, which queues them.

@@ -12,14 +12,14 @@ in, and the database thread finishes its last commit.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
 import contextlib
+from dataclasses import dataclass
 from functools import partial
 import logging
 import math
 from pathlib import Path
 import ssl
-from typing import Any, Final
+from typing import Final
 
 from . import __version__
 from .discovery import INGRESS_PROXY, SupervisorAccess
@@ -33,6 +33,8 @@ from .reviews.worker import ReviewWorker
 from .storage.database import Database, Transaction
 from .storage.datadir import load_or_create_token
 from .storage.retention import apply_retention
+from .storage.watch import StorageWatch
+from .supervision import Problems, RestartPolicy, Supervisor
 from .teacher import Teacher
 
 _LOGGER = logging.getLogger(__name__)
@@ -71,9 +73,15 @@ class TeacherService:
         )
         self.worker = ReviewWorker(self.queue, teacher, options)
         self.lab = Lab(db, options, lab_models)
+        self.problems = Problems()
+        self.parts = Supervisor(
+            self.problems,
+            RestartPolicy(options.restart_first_s, options.restart_max_s, options.restart_stable_s),
+        )
+        self.storage = StorageWatch(db, options)
         self._stats_wanted = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
         db.on_commit(self._stats_wanted.set)
+        db.on_storage(self._storage_changed)
 
     @classmethod
     async def start(
@@ -112,20 +120,41 @@ class TeacherService:
             await service.teacher.close()
             await db.close()
             raise
-        service._spawn(service.worker.run(), "reviewers")
-        service._spawn(service._publish_stats(), "stats")
-        service._spawn(service._retain(), "retention")
+        await service.storage.check()
+        service.parts.spawn("pull", service._pull_teacher)
+        for name, loop in service.worker.parts().items():
+            service.parts.spawn(name, loop)
+        service.parts.spawn("lab", service.lab.run_forever)
+        service.parts.spawn("stats", service._publish_stats)
+        service.parts.spawn("retention", service._retain)
+        service.parts.spawn("storage", service.storage.watch)
         return service
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
-        self._tasks.append(asyncio.create_task(coroutine, name=f"vision-tutor-{name}"))
+    async def _pull_teacher(self) -> None:
+        """Pull the teacher model if its server lacks it, then check the teacher again."""
+        if await self.teacher.pull_model():
+            await self.worker.check_teacher()
+
+    def _storage_changed(self, problem: str | None) -> None:
+        if problem is None:
+            self.worker.wake()  # what waited for the disk can go on
+
+    def health(self) -> HealthReport:
+        """What is failing now (nothing: ``ok``), from every part of the service."""
+        reasons: list[str] = []
+        teacher = self.worker.health
+        if teacher.error is not None:
+            reasons.append(f"teacher unavailable: {teacher.error}")
+        if self.worker.breaker.reason is not None:
+            reasons.append(self.worker.breaker.reason)
+        if (storage := self.storage.problem()) is not None:
+            reasons.append(storage)
+        reasons.extend(self.problems.reasons().values())
+        return HealthReport(reasons)
 
     async def stop(self) -> None:
         self.events.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await self.parts.stop()
         await self.lab.stop()
         await self.teacher.close()
         await self.db.close()
@@ -163,6 +192,16 @@ class TeacherService:
                     report.frame_bytes,
                 )
             await asyncio.sleep(self.options.retention_interval_s)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    reasons: list[str]
+    """Empty when everything works."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.reasons
 
 
 def _emit_stats(tx: Transaction, stats: Stats) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Final
 
 from .models import Stats
@@ -18,7 +20,19 @@ def _metric(
     lines.extend(f"{PREFIX}_{name}{labels} {value:g}" for labels, value in samples)
 
 
-def render(stats: Stats, teacher_reachable: bool) -> str:
+@dataclass(frozen=True, slots=True)
+class Health:
+    teacher_reachable: bool
+    healthy: bool
+    breaker_open: bool
+    breaker_opened: int
+    busy_answers: int
+    storage_failing: bool
+    storage_free_bytes: int | None
+    restarts: Mapping[str, int]
+
+
+def render(stats: Stats, health: Health) -> str:
     lines: list[str] = []
     _metric(
         lines,
@@ -72,6 +86,56 @@ def render(stats: Stats, teacher_reachable: bool) -> str:
         "teacher_up",
         "gauge",
         "1 when the teacher is reachable and has its model.",
-        [("", 1 if teacher_reachable else 0)],
+        [("", 1 if health.teacher_reachable else 0)],
+    )
+    _metric(
+        lines,
+        "healthy",
+        "gauge",
+        "1 when nothing is failing (health status ok), 0 when degraded.",
+        [("", 1 if health.healthy else 0)],
+    )
+    _metric(
+        lines,
+        "breaker_open",
+        "gauge",
+        "1 while the teacher's circuit breaker holds the reviews.",
+        [("", 1 if health.breaker_open else 0)],
+    )
+    _metric(
+        lines,
+        "breaker_opened_total",
+        "counter",
+        "Times the circuit breaker opened since the service started.",
+        [("", health.breaker_opened)],
+    )
+    _metric(
+        lines,
+        "teacher_busy_total",
+        "counter",
+        "Busy (503) answers from the teacher since the service started.",
+        [("", health.busy_answers)],
+    )
+    _metric(
+        lines,
+        "storage_failing",
+        "gauge",
+        "1 while writes to the data directory fail.",
+        [("", 1 if health.storage_failing else 0)],
+    )
+    if health.storage_free_bytes is not None:
+        _metric(
+            lines,
+            "storage_free_bytes",
+            "gauge",
+            "Free space in the data directory.",
+            [("", health.storage_free_bytes)],
+        )
+    _metric(
+        lines,
+        "restarts_total",
+        "counter",
+        "Restarts of failed background parts since the service started.",
+        [(f'{{part="{part}"}}', count) for part, count in sorted(health.restarts.items())],
     )
     return "\n".join(lines) + "\n"

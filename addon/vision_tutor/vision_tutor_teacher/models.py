@@ -87,13 +87,20 @@ class StudentReport(BaseModel):
     prompt_version: str | None = Field(default=None, max_length=200)
 
 
+OBJECT_SCHEMA: Final[dict[str, Any]] = {
+    "required": ["type"],
+    "properties": {"type": {"const": "object"}},
+}
+"""What the document says of a contract's schema: a JSON schema of an object."""
+
+
 class ReviewContract(BaseModel):
     """The task, owned by the integration: how the teacher reviews and what it answers in."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True, serialize_by_alias=True)
 
     system_prompt: str = Field(min_length=1, max_length=50_000)
-    output_schema: dict[str, Any] = Field(alias="schema")
+    output_schema: dict[str, Any] = Field(alias="schema", json_schema_extra=OBJECT_SCHEMA)
     """A JSON schema object; sent to the teacher as Ollama's ``format``."""
 
     @field_validator("output_schema")
@@ -255,10 +262,26 @@ class Stats(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
+    """``ok`` only when nothing is failing; ``degraded`` with `reasons` otherwise."""
+    reasons: list[str]
+    """Everything failing now (teacher, circuit breaker, storage, restarting parts)."""
     teacher: Literal["reachable", "unreachable"]
     teacher_error: str | None
-    queue_depth: int
+    breaker: Literal["closed", "open", "half_open"]
+    """The teacher's circuit breaker: open while reviews are held because it fails them all."""
+    storage: Literal["ok", "low", "failing"]
+    """``failing``: writes fail (new reviews get 507); ``low``: less free space than needed."""
+    storage_free_bytes: int | None
+    storage_needed_bytes: int
+    """Free space the data directory needs for a full queue of the largest frames."""
+    queue_depth: int | None
+    """Null when the database cannot be read."""
     version: str
     database_id: str
     """A random id made with the database: it changes when the database is deleted and
     recreated, and a client's event cursor is only meaningful with the same id."""
+    notes: list[str] = Field(
+        default_factory=list,
+        description="What the teacher's Ollama release does wrong (it still works): a release "
+        "that ignores the answer format without thinking, or one without logprobs.",
+    )

@@ -24,6 +24,10 @@ _LOGGER = logging.getLogger(__name__)
 
 DEFAULT_OPTIONS_FILE: Final = Path("/data/options.json")
 MEGABYTE: Final = 1024 * 1024
+WORKING_SPACE_BYTES: Final = 16 * MEGABYTE
+"""Room for the write-ahead log, the lab's jobs and the statistics between checkpoints."""
+DATABASE_BYTES: Final = 64 * MEGABYTE
+"""Reviews without frames, events and the validation suite, after retention (a generous bound)."""
 
 
 class OptionsError(Exception):
@@ -92,6 +96,20 @@ class Options(BaseModel):
     heartbeat_s: float = Field(default=15.0, gt=0)
     """A comment on an idle event stream this often, so proxies keep it open."""
     retention_interval_s: float = Field(default=3600.0, gt=0)
+    breaker_failures: int = Field(default=3, ge=2, le=100)
+    """Failed attempts in a row, across at least two reviews, that open the circuit breaker."""
+    breaker_first_probe_s: float = Field(default=5.0, gt=0)
+    """How long an open breaker waits before probing with a real review; doubles per failure."""
+    breaker_max_probe_s: float = Field(default=300.0, gt=0)
+    storage_retry_s: float = Field(default=1.0, gt=0)
+    """How soon work that failed to write is tried again."""
+    storage_check_s: float = Field(default=10.0, gt=0)
+    """How often the data directory's free space (and, after a failure, writing) is checked."""
+    restart_first_s: float = Field(default=0.5, gt=0)
+    """A failed background part restarts after this long, doubling up to restart_max_s."""
+    restart_max_s: float = Field(default=30.0, gt=0)
+    restart_stable_s: float = Field(default=10.0, gt=0)
+    """A restarted part that runs this long without failing counts as healthy again."""
     lab_concurrency: int = Field(default=2, ge=1, le=32)
     """Student calls at once while scoring (Ollama queues beyond its OLLAMA_NUM_PARALLEL)."""
     lab_minibatch: int = Field(default=12, ge=2, le=1000)
@@ -124,6 +142,17 @@ class Options(BaseModel):
     @property
     def frame_disk_cap_bytes(self) -> int:
         return self.frame_disk_cap_mb * MEGABYTE
+
+    @property
+    def free_space_needed_bytes(self) -> int:
+        """Free space the data directory needs to take a full queue of the largest frames
+        (stored once, and once more in the write-ahead log before a checkpoint)."""
+        return 2 * self.queue_limit * self.max_image_bytes + WORKING_SPACE_BYTES
+
+    @property
+    def data_dir_size_bytes(self) -> int:
+        """What the data directory should have in all: kept frames, a full queue, working space."""
+        return self.frame_disk_cap_bytes + self.free_space_needed_bytes + DATABASE_BYTES
 
 
 def summarise_validation_error(err: ValidationError, limit: int = 8) -> str:

@@ -15,13 +15,20 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import logging
+import math
+import re
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from vision_tutor_teacher.core import TeacherService
+from vision_tutor_teacher.storage.database import StorageError, StorageFull
 
 from . import events, health, lab, openapi, pages, reviews
 from .base import SERVICE, ApiError, Handler, error_response, is_api
+
+_LOGGER = logging.getLogger(__name__)
 
 
 def _has_token(request: web.Request, token: str) -> bool:
@@ -63,7 +70,11 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """API errors as JSON bodies, including aiohttp's own (404, 405, 413)."""
+    """API errors as JSON bodies, including aiohttp's own (404, 405, 413).
+
+    A full disk is 507 (nothing of the request was stored), any other storage failure 503 with
+    Retry-After; an unexpected error is logged and answered 500, as JSON like every other.
+    """
     try:
         return await handler(request)
     except ApiError as err:
@@ -73,11 +84,50 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         headers = {key: value for key, value in exc.headers.items() if key.lower() == "allow"}
         return error_response(exc.status, exc.reason.lower(), headers)
+    except StorageFull as err:
+        return error_response(507, str(err))
+    except StorageError as err:
+        retry = str(math.ceil(request.app[SERVICE].options.storage_retry_s))
+        return error_response(503, str(err), {"Retry-After": retry})
+    except Exception:
+        if not is_api(request):
+            raise
+        _LOGGER.exception("Unexpected error answering %s %s", request.method, request.path)
+        return error_response(500, "internal error (logged by the service)")
+
+
+def _query_parameters() -> dict[tuple[str, str], frozenset[str]]:
+    """The query parameters the OpenAPI document lists, by (method, path)."""
+    allowed: dict[tuple[str, str], frozenset[str]] = {}
+    for path, operations in openapi.build_spec()["paths"].items():
+        for method, operation in operations.items():
+            names = {p["name"] for p in operation.get("parameters", ()) if p["in"] == "query"}
+            allowed[method.upper(), path] = frozenset(names)
+    return allowed
+
+
+def query_middleware(allowed: dict[tuple[str, str], frozenset[str]]) -> Middleware:
+    """An API request with a query parameter its operation does not take is refused (400),
+    rather than silently ignored: a misspelt ``after=`` would otherwise restart a sync."""
+
+    @web.middleware
+    async def check_query(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if is_api(request) and request.query:
+            info = request.match_info
+            path = info.route.resource.canonical if info.route.resource is not None else ""
+            # aiohttp spells a constrained parameter {version:regex}; the document {version}.
+            path = re.sub(r"\{(\w+):[^}]*\}", r"{\1}", path)
+            known = allowed.get((request.method, path))
+            if known is not None and (unknown := sorted(set(request.query) - known)):
+                raise ApiError(400, f"unknown query parameter {unknown[0]!r}")
+        return await handler(request)
+
+    return check_query
 
 
 def create_app(service: TeacherService) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware, access_middleware],
+        middlewares=[error_middleware, access_middleware, query_middleware(_query_parameters())],
         client_max_size=reviews.client_max_size(service.options.max_image_bytes),
     )
     app[SERVICE] = service

@@ -5,13 +5,14 @@ The log itself is `vision_tutor_teacher.reviews.events`; this module writes it o
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Final
 
 from aiohttp import web
 
-from vision_tutor_teacher.reviews.events import EventLog
-from vision_tutor_teacher.storage.database import DatabaseClosed
+from vision_tutor_teacher.reviews.events import MAX_CURSOR, EventLog
+from vision_tutor_teacher.storage.database import DatabaseClosed, StorageError
 
 from .base import SERVICE, ApiError
 
@@ -19,6 +20,7 @@ RECONNECT_MS: Final = 2000
 """The ``retry:`` an EventSource waits before reconnecting."""
 DATABASE_HEADER: Final = "X-Vision-Tutor-Database"
 """The stream's response header with the database's id."""
+STORAGE_RETRY_S: Final = 1.0
 
 
 def parse_cursor(value: str | None) -> int | None:
@@ -26,8 +28,8 @@ def parse_cursor(value: str | None) -> int | None:
     if value is None or value.strip() == "":
         return None
     cursor = int(value)
-    if cursor < 0:
-        raise ValueError("a cursor is never negative")
+    if not 0 <= cursor <= MAX_CURSOR:
+        raise ValueError("a cursor is between 0 and 2^63 - 1")
     return cursor
 
 
@@ -55,7 +57,13 @@ async def stream(
         await response.write(f"retry: {RECONNECT_MS}\nevent: hello\ndata: {hello}\n\n".encode())
         while not log.closed:
             generation = log.generation
-            events = await log.after(cursor)
+            try:
+                events = await log.after(cursor)
+            except StorageError:
+                # The log cannot be read now: keep the cursor and the connection, try again.
+                await response.write(b": storage unavailable\n\n")
+                await asyncio.sleep(STORAGE_RETRY_S)
+                continue
             if events:
                 await response.write(b"".join(event.encode() for event in events))
                 cursor = events[-1].seq
@@ -77,7 +85,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         if cursor is None:
             cursor = parse_cursor(request.query.get("after"))
     except ValueError:
-        raise ApiError(400, "the cursor must be a non-negative integer") from None
+        raise ApiError(400, "the cursor must be an integer from 0 to 2^63 - 1") from None
     if cursor is None:
         cursor = await service.events.last_seq()
     return await stream(request, service.events, cursor, service.options.heartbeat_s)

@@ -41,6 +41,8 @@ SUITE_MAX_BYTES: Final = 128 * 1024 * 1024
 EXAMPLES_DEFAULT: Final = 50
 EXAMPLES_MAX: Final = 500
 EXPORT_PAGE: Final = 50
+VERSION_PATTERN: Final = r"v[1-9][0-9]{0,8}"
+"""A prompt version in a path, so ``/prompts/synthesize`` and the like are never one."""
 
 
 def _service(request: web.Request) -> TeacherService:
@@ -379,8 +381,8 @@ def add_routes(app: web.Application) -> None:
     router.add_post("/api/v1/prompts/rollback", rollback)
     router.add_get("/api/v1/prompts", list_prompts)
     router.add_post("/api/v1/prompts", create_prompt)
-    router.add_get("/api/v1/prompts/{version}", get_prompt)
-    router.add_post("/api/v1/prompts/{version}/promote", promote)
+    router.add_get(f"/api/v1/prompts/{{version:{VERSION_PATTERN}}}", get_prompt)
+    router.add_post(f"/api/v1/prompts/{{version:{VERSION_PATTERN}}}/promote", promote)
     router.add_get("/api/v1/jobs", list_jobs)
     router.add_get("/api/v1/jobs/{job_id}", get_job)
     router.add_get("/api/v1/task", get_task)

@@ -49,6 +49,7 @@ from vision_tutor_teacher.models import (
     Stats,
     Verdict,
 )
+from vision_tutor_teacher.reviews.events import MAX_CURSOR
 
 REF: Final = "#/components/schemas/{model}"
 
@@ -128,8 +129,33 @@ UNAUTHORIZED: Final = "Missing or wrong bearer token (nothing was done)."
 FORBIDDEN: Final = "Called through the ingress proxy, which only reaches the web page."
 
 
+STORAGE_FAILED: Final = "The database cannot be used now (I/O error); retry after Retry-After."
+INSUFFICIENT_STORAGE: Final = (
+    "The data directory is full: nothing was stored. Health says how much space it needs."
+)
+INTERNAL: Final = "An unexpected error (logged by the service)."
+
+
 def _secured(responses: dict[str, Any]) -> dict[str, Any]:
-    return {**responses, "401": _error(UNAUTHORIZED), "403": _error(FORBIDDEN)}
+    return {
+        **responses,
+        "401": _error(UNAUTHORIZED),
+        "403": _error(FORBIDDEN),
+        "500": _error(INTERNAL),
+        "503": _error(
+            STORAGE_FAILED,
+            {"Retry-After": {"description": "Seconds.", "schema": {"type": "integer"}}},
+        ),
+    }
+
+
+def _with_storage_errors(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every operation that writes can find the disk full."""
+    for operations in paths.values():
+        for method, operation in operations.items():
+            if method in ("post", "put", "delete"):
+                operation["responses"]["507"] = _error(INSUFFICIENT_STORAGE)
+    return paths
 
 
 def _paths() -> dict[str, Any]:
@@ -137,7 +163,7 @@ def _paths() -> dict[str, Any]:
         "name": "after",
         "in": "query",
         "required": False,
-        "schema": {"type": "integer", "minimum": 0},
+        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_CURSOR},
     }
     review_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
     return {
@@ -152,7 +178,9 @@ def _paths() -> dict[str, Any]:
                     "status `shed` says so) if it is less important than this one; otherwise "
                     "this one is refused with 429. Within the batch window a newer review of the "
                     "same camera and reason supersedes a queued one. A repeated idempotency key "
-                    "returns the existing review with 200."
+                    "with the same body returns the existing review with 200; with a different "
+                    "body it is refused with 409, naming the existing review. The image must be "
+                    "a JPEG whose header decodes, at most 8192 pixels a side."
                 ),
                 "requestBody": {
                     "required": True,
@@ -178,7 +206,20 @@ def _paths() -> dict[str, Any]:
                     {
                         "200": _json(ReviewOut, "Duplicate idempotency key: the existing review."),
                         "202": _json(Accepted, "Queued (durably)."),
-                        "400": _error("Invalid body; the message names the fields."),
+                        "400": _error(
+                            "Invalid body (also malformed multipart, or an image that is not a "
+                            "readable JPEG within the size limits); the message names the fields."
+                        ),
+                        "409": _error(
+                            "The idempotency key was used for another review with a different "
+                            "body; the message and Location name it.",
+                            {
+                                "Location": {
+                                    "description": "The existing review.",
+                                    "schema": {"type": "string"},
+                                }
+                            },
+                        ),
                         "413": _error("The image exceeds the configured limit (max_image_mb)."),
                         "415": _error("Neither JSON nor multipart."),
                         "429": _error(
@@ -266,7 +307,7 @@ def _paths() -> dict[str, Any]:
                         "name": "Last-Event-ID",
                         "in": "header",
                         "required": False,
-                        "schema": {"type": "integer", "minimum": 0},
+                        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_CURSOR},
                     },
                 ],
                 "responses": _secured(
@@ -305,7 +346,12 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "operationId": "getHealth",
                 "summary": "Whether the service and its teacher are working",
-                "description": "200 also when degraded (teacher down): the queue still accepts.",
+                "description": (
+                    "200 also when degraded: `status` is `ok` only when nothing is failing; "
+                    "otherwise `reasons` lists what is (teacher unreachable, circuit breaker "
+                    "open, storage failing or low, a background part restarting). The queue "
+                    "still accepts while degraded, unless the disk is full (507)."
+                ),
                 "responses": _secured({"200": _json(Health, "Health.")}),
             }
         },
@@ -346,7 +392,12 @@ def _request(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
 
 def _lab_paths() -> dict[str, Any]:
     """The prompt lab: registry, jobs, task spec, validation suite, examples, fine-tuning."""
-    version = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
+    version = {
+        "name": "version",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": r"^v[1-9][0-9]{0,8}$"},
+    }
     case_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
     job_started = {
         "202": _json(JobAccepted, "The job is queued; follow it at /api/v1/jobs/{job_id}."),
@@ -639,7 +690,7 @@ def build_spec() -> dict[str, Any]:
         },
         "servers": [{"url": "http://{host}:8765", "variables": {"host": {"default": "localhost"}}}],
         "security": [{"bearer": []}],
-        "paths": {**_paths(), **_lab_paths()},
+        "paths": _with_storage_errors({**_paths(), **_lab_paths()}),
         "components": {
             "schemas": _DEFINITIONS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

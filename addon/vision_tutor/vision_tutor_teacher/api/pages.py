@@ -52,6 +52,7 @@ async def page(request: web.Request) -> web.Response:
         version=service.version,
         stats=current,
         teacher_error=service.worker.health.error,
+        problems=service.health().reasons,
         pending=pending,
         verdicts=verdicts,
         dropped=dropped,

@@ -8,12 +8,13 @@ from typing import Final
 from aiohttp import BodyPartReader, web
 from pydantic import ValidationError
 
+from vision_tutor_teacher.images import NotAJpeg, jpeg_size
 from vision_tutor_teacher.models import Accepted, ReviewMeta, ReviewRequest
 from vision_tutor_teacher.options import summarise_validation_error
+from vision_tutor_teacher.reviews.events import MAX_CURSOR
 
 from .base import SERVICE, ApiError, error_response, model_response
 
-JPEG_MAGIC: Final = b"\xff\xd8\xff"
 META_MAX_BYTES: Final = 1024 * 1024
 """Everything but the image: prompt, schema and student answer fit easily."""
 PAGE_DEFAULT: Final = 100
@@ -29,8 +30,11 @@ def _invalid(err: ValidationError) -> ApiError:
 
 
 def _check_jpeg(jpeg: bytes) -> bytes:
-    if not jpeg.startswith(JPEG_MAGIC):
-        raise ApiError(400, "invalid review: image: not a JPEG")
+    """The frame, if its header decodes and its dimensions are within the limits."""
+    try:
+        jpeg_size(jpeg)
+    except NotAJpeg as err:
+        raise ApiError(400, f"invalid review: image: {err}") from None
     return jpeg
 
 
@@ -59,6 +63,17 @@ async def _read_part(part: BodyPartReader, limit: int, too_large: ApiError) -> b
 
 
 async def read_multipart_review(request: web.Request, limit: int) -> tuple[ReviewMeta, bytes]:
+    try:
+        return await _read_multipart_review(request, limit)
+    except ApiError:
+        raise
+    except Exception as err:  # aiohttp's parser raises ValueError, AssertionError, ...
+        raise ApiError(
+            400, f"invalid review: malformed multipart body ({err or type(err).__name__})"
+        ) from None
+
+
+async def _read_multipart_review(request: web.Request, limit: int) -> tuple[ReviewMeta, bytes]:
     meta: ReviewMeta | None = None
     jpeg: bytes | None = None
     reader = await request.multipart()
@@ -103,6 +118,13 @@ async def submit_review(request: web.Request) -> web.Response:
             {"Retry-After": str(await service.retry_after_s())},
         )
     assert admission.review_id is not None
+    if admission.outcome == "conflict":
+        raise ApiError(
+            409,
+            f"the idempotency key {meta.idempotency_key!r} was already used for review "
+            f"{admission.review_id} with a different body; nothing was stored",
+            {"Location": f"/api/v1/reviews/{admission.review_id}"},
+        )
     if admission.outcome == "duplicate":
         existing = await service.queue.get(admission.review_id)
         assert existing is not None
@@ -130,7 +152,7 @@ def _query_int(request: web.Request, name: str, default: int, low: int, high: in
 
 async def list_reviews(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    after = _query_int(request, "after", 0, 0, 2**63 - 1)
+    after = _query_int(request, "after", 0, 0, MAX_CURSOR)
     limit = _query_int(request, "limit", PAGE_DEFAULT, 1, PAGE_MAX)
     return model_response(await service.queue.changed_after(after, limit))
 

@@ -12,9 +12,9 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from vision_tutor_teacher.models import Observation
+from vision_tutor_teacher.images import jpeg_size
+from vision_tutor_teacher.models import OBJECT_SCHEMA, Observation
 
-JPEG_MAGIC: Final = b"\xff\xd8\xff"
 NAME_MAX: Final = 200
 TEXT_CASE_MAX: Final = 2000
 PROMPT_MAX: Final = 20_000
@@ -227,7 +227,7 @@ class TaskSpec(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True, serialize_by_alias=True)
 
     text: str = Field(min_length=1, max_length=PROMPT_MAX)
-    output_schema: dict[str, Any] = Field(alias="schema")
+    output_schema: dict[str, Any] = Field(alias="schema", json_schema_extra=OBJECT_SCHEMA)
     """The answer's JSON schema: sent to the student as Ollama's ``format``."""
     user_prompt: str = Field(default="Analyse this camera frame.", min_length=1, max_length=2000)
     """The user message beside a case's image (the integration sends the same)."""
@@ -295,8 +295,8 @@ class ValidationCaseIn(BaseModel):
     @field_validator("image")
     @classmethod
     def _jpeg(cls, value: bytes | None) -> bytes | None:
-        if value is not None and not value.startswith(JPEG_MAGIC):
-            raise ValueError("not a JPEG")
+        if value is not None:
+            jpeg_size(value)  # NotAJpeg (a ValueError) says what is wrong
         return value
 
     @field_validator("expected_keywords", "forbidden_keywords")

@@ -42,7 +42,8 @@ class Lab:
         self.options = options
         self.models = models
         self._queue: asyncio.Queue[str] = asyncio.Queue()
-        self._runner: asyncio.Task[None] | None = None
+        self._current: str | None = None
+        """The job being run; still set after the runner failed (and is restarted)."""
         student_slots = asyncio.Semaphore(options.lab_concurrency)
         teacher_slots = asyncio.Semaphore(options.teacher_concurrency)
         screening = Screening(db, options, models, student_slots, teacher_slots)
@@ -53,7 +54,9 @@ class Lab:
     # -- life -----------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Seed the registry and suite on first start, fail jobs a restart interrupted, run."""
+        """Seed the registry and suite on first start, fail jobs a restart interrupted.
+
+        The jobs then run in `run_forever`, which the service supervises."""
         default = await asyncio.get_running_loop().run_in_executor(None, suite.load_default_suite)
         options = self.options
 
@@ -66,14 +69,8 @@ class Lab:
 
         if interrupted := await self.db.run(prepare):
             _LOGGER.info("%d lab jobs were interrupted by the last stop", interrupted)
-        self._runner = asyncio.create_task(self._run_forever(), name="vision-tutor-lab")
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
-            self._runner = None
         await self.models.close()
 
     async def submit(self, kind: JobKind, request: BaseModel) -> JobOut:
@@ -82,11 +79,26 @@ class Lab:
         self._queue.put_nowait(job_id)
         return job
 
-    async def _run_forever(self) -> None:
+    async def run_forever(self) -> None:
+        """Run the jobs one at a time, in the order submitted, until cancelled."""
+        if self._current is not None:
+            # The last run failed (a storage error recording a job's end): say so.
+            await self.db.run(
+                partial(
+                    update_job,
+                    job_id=self._current,
+                    state=JobState.FAILED,
+                    progress=1.0,
+                    message="interrupted: the lab's runner failed and was restarted",
+                )
+            )
+            self._current = None
         while True:
             job_id = await self._queue.get()
+            self._current = job_id
             kind, request = await self.db.run(partial(job_request, job_id=job_id))
             await self._run(job_id, kind, request)
+            self._current = None
 
     async def _run(self, job_id: str, kind: JobKind, request: str) -> None:
         progress = Progress(self.db, job_id)

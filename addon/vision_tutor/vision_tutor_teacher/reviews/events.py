@@ -23,6 +23,8 @@ from typing import Final
 
 from vision_tutor_teacher.storage.database import Database, Transaction
 
+MAX_CURSOR: Final = 2**63 - 1
+"""Sequence numbers are SQLite integers: a cursor beyond this cannot name an event."""
 PAGE: Final = 500
 """Events read from the log per round trip to the database."""
 

@@ -6,7 +6,8 @@ atomic with the events it emits: a review is never ``done`` without its ``verdic
 
 Admission of a new review, in this order:
 
-1. **Idempotency**: a known key returns the existing review; nothing new is stored.
+1. **Idempotency**: a known key with the same request (meta and frame) returns the existing
+   review; with a different request it is a conflict (409): nothing new is stored either way.
 2. **Coalescing**: queued reviews of the same camera and reason created within the batch window
    are marked ``superseded`` by the new one, which inherits the earliest dispatch time among them
    (so a camera escalating faster than the window cannot postpone its review forever).
@@ -63,9 +64,9 @@ class QueuePolicy:
 class Admission:
     """What became of a submitted review."""
 
-    outcome: Literal["accepted", "duplicate", "refused"]
+    outcome: Literal["accepted", "duplicate", "conflict", "refused"]
     review_id: str | None
-    """The new or existing review; None when refused."""
+    """The new or existing review (also for a conflict); None when refused."""
     cursor: int
     """Event sequence number of the ``review`` event announcing an accepted review."""
 
@@ -154,13 +155,26 @@ def _drop_frame(tx: Transaction, review_id: str) -> None:
     tx.execute("DELETE FROM frames WHERE review_id = ?", (review_id,))
 
 
+def _request_hash(meta: ReviewMeta, jpeg: bytes) -> str:
+    """The same for the same review sent again, as JSON or as multipart."""
+    fields = set(ReviewMeta.model_fields)  # a ReviewRequest also carries the image
+    digest = hashlib.sha256(meta.model_dump_json(include=fields, by_alias=True).encode())
+    digest.update(b"\0")
+    digest.update(jpeg)
+    return digest.hexdigest()
+
+
 def admit(
     tx: Transaction, policy: QueuePolicy, meta: ReviewMeta, jpeg: bytes, review_id: str
 ) -> Admission:
     """Admit one review (see the module docstring for the rules)."""
-    existing = tx.one("SELECT id FROM reviews WHERE idempotency_key = ?", (meta.idempotency_key,))
+    request_hash = _request_hash(meta, jpeg)
+    existing = tx.one(
+        "SELECT id, request_hash FROM reviews WHERE idempotency_key = ?", (meta.idempotency_key,)
+    )
     if existing is not None:
-        return Admission("duplicate", existing["id"], 0)
+        same = existing["request_hash"] in (None, request_hash)
+        return Admission("duplicate" if same else "conflict", existing["id"], 0)
 
     now = tx.now
     priority = PRIORITY[meta.reason]
@@ -221,7 +235,7 @@ def admit(
     tx.execute(
         "INSERT INTO reviews (id, idempotency_key, camera, reason, priority, detail, "
         "captured_at, student, contract_hash, status, attempts, created_at, updated_at, "
-        "not_before, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?)",
+        "not_before, seq, request_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?)",
         (
             review_id,
             meta.idempotency_key,
@@ -236,6 +250,7 @@ def admit(
             now,
             not_before,
             seq,
+            request_hash,
         ),
     )
     tx.execute(
@@ -330,6 +345,25 @@ def retry(
         "UPDATE reviews SET status = 'queued', attempts = ?, last_error = ?, not_before = ?, "
         "updated_at = ?, seq = ? WHERE id = ?",
         (attempts, error, tx.now + delay_s, tx.now, seq, claimed.id),
+    )
+    return True
+
+
+def give_back(tx: Transaction, review_id: str, attempts: int, error: str) -> bool:
+    """Undo the count of a failed attempt that turned out to be the teacher's fault.
+
+    Only a review still queued with that count: one claimed again meanwhile is left alone.
+    """
+    row = tx.one(
+        "SELECT * FROM reviews WHERE id = ? AND status = 'queued' AND attempts = ?",
+        (review_id, attempts),
+    )
+    if row is None:
+        return False
+    seq = _announce(tx, row, ReviewStatus.QUEUED, attempts=attempts - 1, error=error)
+    tx.execute(
+        "UPDATE reviews SET attempts = ?, last_error = ?, updated_at = ?, seq = ? WHERE id = ?",
+        (attempts - 1, error, tx.now, seq, review_id),
     )
     return True
 
@@ -450,6 +484,9 @@ class ReviewQueue:
 
     async def fail(self, claimed: ClaimedReview, error: str) -> bool:
         return await self.db.run(lambda tx: fail(tx, claimed, error))
+
+    async def give_back(self, review_id: str, attempts: int, error: str) -> bool:
+        return await self.db.run(lambda tx: give_back(tx, review_id, attempts, error))
 
     async def recover_in_flight(self) -> int:
         return await self.db.run(recover_in_flight)

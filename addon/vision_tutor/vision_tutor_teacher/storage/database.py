@@ -34,7 +34,7 @@ import threading
 import time
 from typing import IO, Any, Final
 
-from .datadir import lock_data_dir
+from .datadir import lock_data_dir, secure
 from .migrations import DATABASE_FILE, migrate
 
 _LOGGER = logging.getLogger(__name__)
@@ -45,6 +45,32 @@ MAX_BATCH: Final = 512
 
 class DatabaseClosed(Exception):
     """A job was submitted after (or while) the database closed."""
+
+
+class StorageError(Exception):
+    """The database cannot write (the message says why); what was committed is kept."""
+
+
+class StorageFull(StorageError):
+    """The data directory has no room left: answered 507 by the API."""
+
+
+class StorageFailed(StorageError):
+    """Any other storage failure (I/O error, read-only or damaged file): answered 503."""
+
+
+_STORAGE_CODES: Final = frozenset(
+    {
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_NOTADB,
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_PROTOCOL,
+    }
+)
 
 
 def dumps(value: object) -> str:
@@ -118,6 +144,14 @@ class Database:
         self._closing = False
         self._opened: asyncio.Future[None] | None = None
         self._finished: asyncio.Future[None] | None = None
+        self.storage_error: str | None = None
+        """Why the last write failed, until a write succeeds again (None: writes work)."""
+        self._thread_storage_error: str | None = None
+        self._storage_listeners: list[Callable[[str | None], None]] = []
+
+    def on_storage(self, listener: Callable[[str | None], None]) -> None:
+        """Call `listener(problem)` on the event loop when writes start or stop failing."""
+        self._storage_listeners.append(listener)
 
     def on_commit(self, listener: Callable[[], None]) -> None:
         """Call `listener` on the event loop after every commit that appended events."""
@@ -182,6 +216,7 @@ class Database:
         try:
             lock = lock_data_dir(self.data_dir)
             conn = connect(self.path)
+            secure(self.data_dir)
         except BaseException as err:  # handed to the opener, which re-raises
             if conn is not None:
                 conn.close()
@@ -207,7 +242,14 @@ class Database:
                         stopping = True
                         break
                     batch.append(item)
-                self._run_batch(conn, [item for item in batch if isinstance(item, _Pending)])
+                jobs = [item for item in batch if isinstance(item, _Pending)]
+                while jobs:
+                    try:
+                        jobs = self._run_batch(conn, jobs)
+                    except Exception as err:  # a bug here must not end the thread
+                        _LOGGER.exception("The database thread failed a batch")
+                        self._fail_all(jobs, err)
+                        jobs = []
         finally:
             conn.close()
             lock.close()
@@ -223,34 +265,115 @@ class Database:
                     )
             self._call_soon(self._settle, self._finished, None, None)
 
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Pending]) -> None:
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Pending]) -> list[_Pending]:
+        """Run `batch` in one transaction; the jobs left to run in a fresh one.
+
+        A storage error (full disk, I/O error) may make SQLite roll the whole transaction back:
+        then the jobs run so far fail with it too (nothing of theirs was kept) and the rest
+        are handed back, so one failed write never takes reads or the thread down with it.
+        """
         tx = Transaction(conn, time.time())
         outcomes: list[tuple[_Pending, Any, BaseException | None]] = []
-        conn.execute("BEGIN IMMEDIATE")
-        for pending in batch:
-            conn.execute("SAVEPOINT job")
+        changes = conn.total_changes
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as err:
+            self._fail_all(batch, err)
+            return []
+        for index, pending in enumerate(batch):
+            try:
+                conn.execute("SAVEPOINT job")
+            except sqlite3.Error as err:
+                return self._abandon(conn, outcomes, err, batch[index:])
             try:
                 result = pending.job(tx)
             except Exception as err:  # the job's caller receives it
-                conn.execute("ROLLBACK TO job")
-                conn.execute("RELEASE job")
-                outcomes.append((pending, None, err))
+                if not conn.in_transaction:  # SQLite rolled everything back
+                    outcomes.append((pending, None, err))
+                    return self._abandon(conn, outcomes, err, batch[index + 1 :])
+                try:
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                except sqlite3.Error as rollback_err:
+                    outcomes.append((pending, None, err))
+                    return self._abandon(conn, outcomes, rollback_err, batch[index + 1 :])
+                outcomes.append((pending, None, _as_storage_error(err, self.data_dir)))
             else:
-                conn.execute("RELEASE job")
                 outcomes.append((pending, result, None))
+                try:
+                    conn.execute("RELEASE job")
+                except sqlite3.Error as err:
+                    return self._abandon(conn, outcomes, err, batch[index + 1 :])
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as err:
-            _LOGGER.exception("Commit failed; %d jobs rolled back", len(batch))
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            outcomes = [(pending, None, err) for pending, _, _ in outcomes]
-            tx.events_emitted = False
+            return self._abandon(conn, outcomes, err, [])
+        failed = [str(e) for _, _, e in outcomes if isinstance(e, StorageError)]
+        if failed:
+            self._storage_changed(failed[-1])
+        elif conn.total_changes != changes:
+            self._storage_changed(None)
         for pending, result, error in outcomes:
             self._call_soon(self._settle, pending.future, result, error)
         if tx.events_emitted:
             for listener in self._listeners:
                 self._call_soon(listener)
+        return []
+
+    def _abandon(
+        self,
+        conn: sqlite3.Connection,
+        outcomes: list[tuple[_Pending, Any, BaseException | None]],
+        err: BaseException,
+        rest: list[_Pending],
+    ) -> list[_Pending]:
+        """The transaction is lost: fail the jobs it ran, hand back the ones it did not."""
+        _LOGGER.error("A transaction failed, %d jobs rolled back: %s", len(outcomes), err)
+        with contextlib.suppress(sqlite3.Error):
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        self._fail_all([pending for pending, _, _ in outcomes], err)
+        return rest
+
+    def _fail_all(self, batch: list[_Pending], err: BaseException) -> None:
+        error = _as_storage_error(err, self.data_dir)
+        if isinstance(error, StorageError):
+            self._storage_changed(str(error))
+        for pending in batch:
+            self._call_soon(self._settle, pending.future, None, error)
+
+    def _storage_changed(self, problem: str | None) -> None:
+        """Tell the loop whether writes work (only when that changed)."""
+        if problem == self._thread_storage_error:
+            return
+        self._thread_storage_error = problem
+        self._call_soon(self._set_storage_error, problem)
+
+    def _set_storage_error(self, problem: str | None) -> None:
+        if problem is None:
+            _LOGGER.info("Writes to the data directory %s work again", self.data_dir)
+        else:
+            _LOGGER.error("Writes to the data directory fail: %s", problem)
+        self.storage_error = problem
+        for listener in self._storage_listeners:
+            listener(problem)
+
+
+def _as_storage_error(err: BaseException, data_dir: Path) -> BaseException:
+    """A storage failure as `StorageFull` or `StorageFailed`; any other error as it is."""
+    if not isinstance(err, sqlite3.Error) or isinstance(err, sqlite3.IntegrityError):
+        return err
+    code = (getattr(err, "sqlite_errorcode", None) or 0) & 0xFF
+    if code == sqlite3.SQLITE_FULL:
+        failure: StorageError = StorageFull(
+            f"insufficient storage: the data directory {data_dir} is full ({err})"
+        )
+    elif code in _STORAGE_CODES:
+        failure = StorageFailed(f"storage failure in the data directory {data_dir}: {err}")
+    else:
+        return err
+    failure.__cause__ = err
+    return failure
 
 
 def connect(path: Path | str) -> sqlite3.Connection:

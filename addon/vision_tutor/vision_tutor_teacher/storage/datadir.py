@@ -18,15 +18,31 @@ _LOGGER = logging.getLogger(__name__)
 
 TOKEN_FILE: Final = "token"
 LOCK_FILE: Final = "lock"
+DIR_MODE: Final = 0o700
+FILE_MODE: Final = 0o600
 
 
 class DataDirLocked(Exception):
     """Another service already uses this data directory."""
 
 
+def secure(data_dir: Path) -> None:
+    """Owner-only access: the directory 0700, every file in it 0600 (frames are private).
+
+    Run on every start, so a data directory restored from a backup or made by an older version
+    is tightened too. Blocking: the database thread's.
+    """
+    data_dir.chmod(DIR_MODE)
+    for path in data_dir.iterdir():
+        if path.is_file() and not path.is_symlink():
+            path.chmod(FILE_MODE)
+
+
 def lock_data_dir(data_dir: Path) -> IO[bytes]:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    handle = (data_dir / LOCK_FILE).open("ab")
+    data_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    data_dir.chmod(DIR_MODE)
+    fd = os.open(data_dir / LOCK_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+    handle = os.fdopen(fd, "ab")
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -46,10 +62,10 @@ def load_or_create_token(data_dir: Path) -> str:
         token = path.read_text(encoding="ascii").strip()
         if token:
             return token
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
     temporary = path.with_suffix(".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
     with os.fdopen(fd, "w", encoding="ascii") as handle:
         handle.write(token + "\n")
         handle.flush()

@@ -1,10 +1,11 @@
 """The database schema and its migrations (``PRAGMA user_version`` counts the ones applied).
 
 Migration 1 holds the review queue's tables (reviews, frames, events, counters), migration 2 the
-prompt lab's, migration 3 the ``meta`` table with the database's identity: a random id made with
-the database, so that a client following the event log can tell a recreated (or another)
-database from the one its cursor is about. A database newer than this code knows is refused
-rather than guessed at.
+prompt lab's, migration 3 the hash of each review's request (for idempotency conflicts),
+migration 4 the ``meta`` table with the database's identity: a random id made with the
+database, so that a client following the event log can tell a recreated (or another) database
+from the one its cursor is about. A database newer than this code knows is refused rather than
+guessed at.
 """
 
 from __future__ import annotations
@@ -151,6 +152,12 @@ LAB_TABLES: Final = """
 """Prompts are numbered (version ``v<number>``); scores carry fingerprints of the train and
 holdout cases they were measured on, so a changed suite shows which scores are stale."""
 
+REQUEST_HASHES: Final = """
+    -- What a review was submitted with (meta and frame), so a reused idempotency key with a
+    -- different body is told apart from a retry. Null for reviews from before this migration.
+    ALTER TABLE reviews ADD COLUMN request_hash TEXT;
+"""
+
 META_TABLE: Final = """
     CREATE TABLE meta (
         name TEXT PRIMARY KEY,
@@ -161,7 +168,7 @@ META_TABLE: Final = """
 """The database's identity; a copy restored from a backup keeps it, a new database gets a new one."""
 
 # Each entry migrates the schema from version N to N+1 (PRAGMA user_version).
-MIGRATIONS: Final[tuple[str, ...]] = (REVIEW_TABLES, LAB_TABLES, META_TABLE)
+MIGRATIONS: Final[tuple[str, ...]] = (REVIEW_TABLES, LAB_TABLES, REQUEST_HASHES, META_TABLE)
 
 
 def migrate(conn: sqlite3.Connection) -> None:

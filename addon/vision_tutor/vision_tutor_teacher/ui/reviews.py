@@ -91,6 +91,7 @@ def render_page(
     version: str,
     stats: Stats,
     teacher_error: str | None,
+    problems: list[str],
     pending: list[ReviewOut],
     verdicts: list[ReviewOut],
     dropped: list[ReviewOut],
@@ -100,6 +101,7 @@ def render_page(
         if teacher_error is None
         else f'<span class="bad">teacher unavailable: {escape(teacher_error)}</span>'
     )
+    degraded = "".join(f'<p class="bad">degraded: {escape(problem)}</p>' for problem in problems)
     latency = stats.teacher_latency_ms
     agreement = "n/a" if stats.agreement_rate is None else f"{stats.agreement_rate:.0%}"
     cards = "".join(
@@ -126,6 +128,7 @@ def render_page(
 <body>
 <h1>Vision Tutor teacher</h1>
 <p class="muted">version {escape(version)} · {teacher} · <a href="lab">prompt lab</a></p>
+{degraded}
 <div class="cards">{cards}</div>
 <h2>Queue</h2>
 {_table(("priority", "camera", "status", "attempts", "queued at", "last error"), [_queue_row(r) for r in pending], "Nothing waiting for the teacher.")}
