@@ -1,7 +1,8 @@
 """The database schema and its migrations (``PRAGMA user_version`` counts the ones applied).
 
 Migration 1 holds the review queue's tables (reviews, frames, events, counters), migration 2 the
-prompt lab's, migration 3 the hash of each review's request (for idempotency conflicts). A database newer than this code knows is refused rather than guessed at.
+prompt lab's, migration 3 the hash of each review's request (for idempotency conflicts), migration 4 the
+prompt-injection mark of validation cases. A database newer than this code knows is refused rather than guessed at.
 """
 
 from __future__ import annotations
@@ -154,8 +155,14 @@ REQUEST_HASHES: Final = """
     ALTER TABLE reviews ADD COLUMN request_hash TEXT;
 """
 
+INJECTION_CASES: Final = """
+    -- Prompt-injection cases: text in the scene that tries to talk the student out of a hazard.
+    -- A prompt that lets any of them through (misses its expected flags) is never promoted.
+    ALTER TABLE validation_cases ADD COLUMN injection INTEGER NOT NULL DEFAULT 0;
+"""
+
 # Each entry migrates the schema from version N to N+1 (PRAGMA user_version).
-MIGRATIONS: Final[tuple[str, ...]] = (REVIEW_TABLES, LAB_TABLES, REQUEST_HASHES)
+MIGRATIONS: Final[tuple[str, ...]] = (REVIEW_TABLES, LAB_TABLES, REQUEST_HASHES, INJECTION_CASES)
 
 
 def migrate(conn: sqlite3.Connection) -> None:
