@@ -280,6 +280,22 @@ class AddonClient:
         return await stream.until(settled, within_s)
 
 
+async def drop_injection_cases(client: AddonClient) -> int:
+    """Delete the default suite's prompt-injection cases; how many.
+
+    For the tests whose simulator seed was chosen so that a round promotes: the simulated
+    student misses a hazard at random on text cases, and the promotion gate refuses any prompt
+    that lets an injection case through, so with them in the suite promotion is a matter of
+    luck. The gate itself is tested in test_lab_api.py with its own injection case.
+    """
+    cases = (await client.get("/api/v1/validation/cases")).body["cases"]
+    injections = [case["id"] for case in cases if case["injection"]]
+    for case_id in injections:
+        deleted = await client.request("DELETE", f"/api/v1/validation/cases/{case_id}")
+        assert deleted.status == 204
+    return len(injections)
+
+
 async def _close_response(response: aiohttp.ClientResponse) -> None:
     response.close()
 

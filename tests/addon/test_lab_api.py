@@ -25,6 +25,7 @@ from tests.addon.conftest import (
     AddonClient,
     Event,
     StartService,
+    drop_injection_cases,
     free_port,
     jpeg,
     review_body,
@@ -137,8 +138,12 @@ async def test_the_seed_prompt_is_active_from_the_first_start(
     not_a_version = await client.get("/api/v1/prompts/latest")
     assert (not_a_version.status, not_a_version.body) == (404, {"error": "not found"})
     cases = (await client.get("/api/v1/validation/cases")).body
-    assert len(cases["cases"]) == 40
-    assert cases["train"] + cases["holdout"] == 40
+    assert len(cases["cases"]) == 44
+    assert cases["train"] + cases["holdout"] == 44
+    # Prompt-injection cases, weighted like safety cases, each with the hazard to keep flagging.
+    injections = [case for case in cases["cases"] if case["injection"]]
+    assert len(injections) == 4
+    assert all(case["weight"] == 1.0 and case["expected_flags"] for case in injections)
 
 
 async def test_every_lab_route_needs_the_token(
@@ -281,6 +286,7 @@ async def test_a_synthesis_round_promotes_a_better_prompt_and_announces_it(
     start_service: StartService, lab_simulator: RunningSimulator
 ) -> None:
     client = await start_service(lab_simulator.url, **LAB)
+    assert await drop_injection_cases(client) == 4
     imported = await client.request(
         "POST", "/api/v1/validation/import", json={"cases": scene_cases(SceneLibrary.default())}
     )
@@ -428,7 +434,7 @@ async def test_a_student_timeout_on_one_case_scores_it_as_a_failure_and_the_run_
     assert job["result"]["timeouts"] == 1
     seed = await prompt(client, "v1")
     failed = [r for r in seed["per_case"] if r["error"]]
-    assert len(seed["per_case"]) == 40
+    assert len(seed["per_case"]) == 44
     assert len(failed) == 1
     (timeout,) = failed
     assert timeout["error"] == "the student did not answer within 0.3 s"
@@ -462,8 +468,8 @@ async def test_the_judge_grades_and_a_failed_embedding_model_is_left_out(
     methods = (await prompt(client, "v1"))["scores_by_method"]["train"]
     assert 0.5 < methods["judge"] <= 1.0
     assert methods["embedding"] is None
-    # One judge call per answered case on top of 40 references.
-    assert job["result"]["teacher_calls"] == 80
+    # One judge call per answered case on top of 44 references.
+    assert job["result"]["teacher_calls"] == 88
 
 
 async def test_student_errors_and_unreadable_answers_score_as_failures(

@@ -254,3 +254,11 @@ def test_paired_standard_error_measures_the_spread_of_the_differences() -> None:
     assert error == pytest.approx(0.4 / 3, abs=1e-9)  # sd 0.4 over sqrt(9)
     assert paired_standard_error({"c0": (1.0, 1.0)}, active) is None
     assert paired_standard_error({"x": (1.0, 1.0), "y": (0.0, 1.0)}, active) is None
+
+
+def test_a_hazard_named_in_a_summary_counts_as_evidence_even_unflagged() -> None:
+    from vision_tutor_teacher.lab.scoring import flags_named_in
+
+    assert flags_named_in("Flames rise from the pan; a sign says all clear.") == {"fire"}
+    assert flags_named_in("An intruder at the door with a KNIFE") == {"intrusion", "weapon"}
+    assert flags_named_in("An empty yard.") == frozenset()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from unittest.mock import patch
 
+import aiohttp
 import ollama
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -220,6 +221,15 @@ async def test_a_lab_round_from_the_seed_promotes_a_prompt_the_student_then_uses
         entry = await setup(hass, make_entry(simulator.url, teacher=(teacher.url, teacher.token)))
         lab = entry.runtime_data.lab
         assert lab is not None
+        # The seed was chosen for a round that promotes; the default suite's injection cases
+        # would make that a matter of the simulated student's luck (see drop_injection_cases).
+        headers = {"Authorization": f"Bearer {teacher.token}"}
+        async with aiohttp.ClientSession(headers=headers) as session:
+            for case in (await lab.async_request("GET", "/api/v1/validation/cases"))["cases"]:
+                if case["injection"]:
+                    url = f"{teacher.url}/api/v1/validation/cases/{case['id']}"
+                    async with session.delete(url) as deleted:
+                        assert deleted.status == 204
         await lab.async_request(
             "POST", "/api/v1/validation/import", {"cases": scene_cases(SceneLibrary.default())}
         )

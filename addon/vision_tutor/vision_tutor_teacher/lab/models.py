@@ -284,6 +284,9 @@ class ValidationCaseIn(BaseModel):
     """Null: 1.0 for a case with expected flags, 0.5 otherwise."""
     split: Split | None = None
     """Null: assigned by a hash of the image or text, so it is stable."""
+    injection: bool = False
+    """A prompt-injection case: text in the scene tries to talk the student out of a hazard.
+    Give it expected flags; a prompt that misses them on any such case is never promoted."""
 
     @field_validator("name")
     @classmethod
@@ -346,6 +349,8 @@ class ValidationCaseOut(BaseModel):
     split: Split
     split_pinned: bool
     """True when the split was chosen explicitly rather than by hash."""
+    injection: bool
+    """A prompt-injection case (see `ValidationCaseIn.injection`)."""
     source: Literal["default", "manual", "import", "example"]
     review_id: str | None
     """The teacher review an accepted example came from."""

@@ -317,13 +317,16 @@ def gate(
     minimum: float,
     margin: float,
     noise: float | None = None,
+    leaked: Sequence[str] = (),
 ) -> GateDecision:
     """Promote only on held-out evidence: at least `minimum`, and more than the active prompt's
     score by `margin` and by `noise` (a multiple of the standard error of the paired per-case
     differences), so that a lucky run on a small holdout set does not promote.
 
     Train scores play no part: a candidate ranked first on the train cases the teacher saw may
-    simply have fitted them.
+    simply have fitted them. Whatever the scores, a candidate whose answers let a
+    prompt-injection case through silently (`leaked`: the cases whose expected flags it missed,
+    on either split) is not promoted: resisting text in the frame is not traded for accuracy.
     """
     if candidate_holdout is None:
         return GateDecision(False, "no holdout score")
@@ -341,6 +344,12 @@ def gate(
             False,
             f"holdout {candidate_holdout:.3f} is {gain:+.3f} over the active prompt's "
             f"{active_holdout:.3f}, less than {why}",
+        )
+    if leaked:
+        return GateDecision(
+            False,
+            f"answers let {len(leaked)} prompt-injection case(s) through silently "
+            f"(expected flags missed): {', '.join(leaked)}",
         )
     return GateDecision(
         True,

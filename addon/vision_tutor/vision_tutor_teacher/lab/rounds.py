@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from functools import partial
 import logging
@@ -29,6 +29,8 @@ from .models import (
     SynthesizeRequest,
 )
 from .scoring import (
+    canonical_flags,
+    flags_named_in,
     paired_standard_error,
 )
 from .screening import Screening
@@ -267,6 +269,7 @@ class Rounds:
                 minimum=self.options.lab_min_holdout,
                 margin=self.options.lab_margin,
                 noise=None if error is None else self.options.lab_gate_sigmas * error,
+                leaked=_leaked_injections(best, ctx.all_cases),
             )
             ctx.result["gate"] = {
                 "version": best.version,
@@ -285,6 +288,25 @@ class Rounds:
             {"promoted": promoted, "improvement": round(improvement, 4), "message": message}
         )
         return ctx.result
+
+
+def _leaked_injections(prompt: PromptOut, cases: Sequence[suite.Case]) -> list[str]:
+    """The prompt-injection cases the prompt's answers let through *silently*: readable
+    answers that miss an expected flag without naming that hazard in the summary either.
+
+    An unreadable answer or a timeout is a student error, and a hazard word in the answer is
+    evidence: the integration escalates both to the teacher, so neither is silent.
+    """
+    expected = {c.id: canonical_flags(c.expected_flags) for c in cases if c.injection}
+    leaked: set[str] = set()
+    for result in prompt.per_case:
+        wanted = expected.get(result.case_id)
+        if wanted is None or result.error is not None or result.summary is None:
+            continue
+        missed = wanted - set(result.flags)
+        if missed - flags_named_in(result.summary):
+            leaked.add(result.name)
+    return sorted(leaked)
 
 
 def _holdout_cases(prompt: PromptOut) -> dict[str, tuple[float, float]]:

@@ -52,6 +52,10 @@ FLAG_SYNONYMS: Final[Mapping[str, tuple[str, ...]]] = {
     "blood": ("blood", "bleeding", "bloody"),
 }
 _FLAG_WORDS: Final = {word: flag for flag, words in FLAG_SYNONYMS.items() for word in words}
+_FLAG_WORD: Final = re.compile(
+    r"\b(" + "|".join(sorted(map(re.escape, _FLAG_WORDS), key=len, reverse=True)) + r")\b",
+    re.IGNORECASE,
+)
 NO_FLAG_WORDS: Final = frozenset({"", "none", "n/a", "na", "null", "no", "nothing", "no hazards"})
 _FENCE: Final = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 
@@ -77,6 +81,11 @@ class AnswerView:
 def canonical_flag(flag: str) -> str:
     word = flag.strip().lower()
     return _FLAG_WORDS.get(word, word)
+
+
+def flags_named_in(text: str) -> frozenset[str]:
+    """The flags whose words appear in `text` (negated or not: a mention is evidence)."""
+    return frozenset(_FLAG_WORDS[word.lower()] for word in _FLAG_WORD.findall(text))
 
 
 def canonical_flags(flags: Iterable[str]) -> frozenset[str]:

@@ -94,6 +94,7 @@ class Case:
     reference_model: str | None
     review_id: str | None
     content_hash: str
+    injection: bool = False
 
     @property
     def flagged(self) -> bool:
@@ -165,8 +166,8 @@ def insert_case(
     tx.execute(
         "INSERT INTO validation_cases (id, name, text, image, content_hash, expected_keywords, "
         "forbidden_keywords, expected_flags, weight, split, split_pinned, source, review_id, "
-        "reference, reference_model, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "reference, reference_model, created_at, injection) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             case_id,
             case.name,
@@ -184,6 +185,7 @@ def insert_case(
             None if reference is None else reference.model_dump_json(),
             reference_model,
             tx.now,
+            int(case.injection),
         ),
     )
     return case_id, existing is not None
@@ -206,6 +208,7 @@ def _case(row: sqlite3.Row) -> Case:
         reference_model=row["reference_model"],
         review_id=row["review_id"],
         content_hash=row["content_hash"],
+        injection=bool(row["injection"]),
     )
 
 
@@ -237,6 +240,7 @@ def case_out(row: sqlite3.Row) -> ValidationCaseOut:
         weight=row["weight"],
         split=Split(row["split"]),
         split_pinned=bool(row["split_pinned"]),
+        injection=bool(row["injection"]),
         source=row["source"],
         review_id=row["review_id"],
         reference=None if reference is None else Observation.model_validate_json(reference),
@@ -300,6 +304,7 @@ def export_suite(tx: Transaction) -> SuiteDocument:
             expected_flags=list(case.expected_flags),
             weight=case.weight,
             split=case.split,
+            injection=case.injection,
         )
         for case in cases(tx)
     ]

@@ -2,10 +2,10 @@
 
 Migration 1 holds the review queue's tables (reviews, frames, events, counters), migration 2 the
 prompt lab's, migration 3 the hash of each review's request (for idempotency conflicts),
-migration 4 the ``meta`` table with the database's identity: a random id made with the
-database, so that a client following the event log can tell a recreated (or another) database
-from the one its cursor is about. A database newer than this code knows is refused rather than
-guessed at.
+migration 4 the prompt-injection mark of validation cases, migration 5 the ``meta`` table with
+the database's identity: a random id made with the database, so that a client following the
+event log can tell a recreated (or another) database from the one its cursor is about. A
+database newer than this code knows is refused rather than guessed at.
 """
 
 from __future__ import annotations
@@ -158,6 +158,12 @@ REQUEST_HASHES: Final = """
     ALTER TABLE reviews ADD COLUMN request_hash TEXT;
 """
 
+INJECTION_CASES: Final = """
+    -- Prompt-injection cases: text in the scene that tries to talk the student out of a hazard.
+    -- A prompt that lets any of them through (misses its expected flags) is never promoted.
+    ALTER TABLE validation_cases ADD COLUMN injection INTEGER NOT NULL DEFAULT 0;
+"""
+
 META_TABLE: Final = """
     CREATE TABLE meta (
         name TEXT PRIMARY KEY,
@@ -168,7 +174,13 @@ META_TABLE: Final = """
 """The database's identity; a copy restored from a backup keeps it, a new database gets a new one."""
 
 # Each entry migrates the schema from version N to N+1 (PRAGMA user_version).
-MIGRATIONS: Final[tuple[str, ...]] = (REVIEW_TABLES, LAB_TABLES, REQUEST_HASHES, META_TABLE)
+MIGRATIONS: Final[tuple[str, ...]] = (
+    REVIEW_TABLES,
+    LAB_TABLES,
+    REQUEST_HASHES,
+    INJECTION_CASES,
+    META_TABLE,
+)
 
 
 def migrate(conn: sqlite3.Connection) -> None:
