@@ -42,6 +42,8 @@ CONF_STUDENT_TIMEOUT: Final = "student_timeout"
 CONF_MAX_CONCURRENT: Final = "max_concurrent"
 CONF_FRAME_WIDTH: Final = "frame_width"
 CONF_DISMISSAL_CLEARS: Final = "dismissal_clears"
+CONF_RELOOK_MINUTES: Final = "relook_minutes"
+"""Minutes after which a frame is analysed even when the change gate sees no change."""
 
 DEFAULT_MIN_CONFIDENCE: Final = 0.72
 DEFAULT_SAFETY_KEYWORDS: Final = ("fire", "smoke", "weapon", "fall", "intrusion", "blood")
@@ -57,6 +59,9 @@ DEFAULT_STUDENT_TIMEOUT: Final = 3.0
 DEFAULT_MAX_CONCURRENT: Final = 4
 DEFAULT_FRAME_WIDTH: Final = 768
 DEFAULT_DISMISSAL_CLEARS: Final = True
+DEFAULT_RELOOK_MINUTES: Final = 10
+MIN_RELOOK_MINUTES: Final = 1
+MAX_RELOOK_MINUTES: Final = 1440
 
 # Seconds to wait for a host while setting up or validating it.
 CONNECT_TIMEOUT: Final = 10

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 import logging
+import math
 import random
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, override
 import uuid
 
 import httpx
@@ -40,8 +42,22 @@ from .const import (
     EVENT_TEACHER_REVIEW,
 )
 from .contract import OBSERVATION_SCHEMA, Observation, StudentError, normalise_flag
-from .frames import BadFrame, PreparedFrame, prepare_frame
-from .pipeline import Analysis, CameraPipeline, PipelineSettings, StudentClient, StudentUnavailable
+from .frames import (
+    BadFrame,
+    ImageLimiter,
+    PreparedFrame,
+    decode_thumbnail,
+    default_image_workers,
+    prepare_frame,
+)
+from .pipeline import (
+    Analysis,
+    CameraPipeline,
+    PipelineSettings,
+    QueuedTooLong,
+    StudentClient,
+    StudentUnavailable,
+)
 from .prompts import (
     BUILTIN_PROMPT_VERSION,
     STUDENT_SYSTEM_PROMPT,
@@ -60,6 +76,17 @@ HUB_POLL_INTERVAL = timedelta(seconds=60)
 UNREACHABLE_REPAIR_AFTER = timedelta(minutes=10)
 """How long the student host may be down before a repair issue says so."""
 HOST_DOWN_SINCE: HassKey[dict[str, datetime]] = HassKey(f"{DOMAIN}_host_down_since")
+IMAGE_LIMITER: HassKey[ImageLimiter] = HassKey(f"{DOMAIN}_image_limiter")
+
+type SkipReason = Literal["unchanged", "queued_too_long"]
+
+
+def image_limiter(hass: HomeAssistant) -> ImageLimiter:
+    """The limiter every camera of every entry shares for decoding and scaling frames."""
+    if (limiter := hass.data.get(IMAGE_LIMITER)) is None:
+        limiter = hass.data[IMAGE_LIMITER] = ImageLimiter(default_image_workers())
+    return limiter
+
 
 type SafetyEventType = Literal[
     "hazard_detected", "hazard_cleared", "teacher_confirmed", "teacher_dismissed"
@@ -82,7 +109,8 @@ class CameraState:
     analysis: Analysis | None = None
     """The latest analysed frame (kept while unchanged frames are skipped)."""
     last_checked: datetime | None = None
-    """When a frame was last grabbed, analysed or not."""
+    """When a frame was last grabbed, analysed or not (not an attribute: it would make every
+    grabbed frame a state change in the recorder)."""
     escalated: bool = False
     escalation_id: str | None = None
     """The idempotency key the latest escalation was sent with; its verdict carries it back."""
@@ -234,6 +262,7 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
         escalations: EscalationLog,
         host: HostCoordinator,
         teacher: TeacherLink | None,
+        phase: float = 0.0,
     ) -> None:
         interval = int(subentry.data.get(CONF_SCAN_INTERVAL) or 0)
         super().__init__(
@@ -243,6 +272,12 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
             name=f"{DOMAIN} {subentry.data[CONF_CAMERA_ENTITY]}",
             update_interval=timedelta(seconds=interval) if interval > 0 else None,
         )
+        self.phase = phase
+        """Seconds into each interval at which this camera's periodic analysis runs, so the
+        cameras of an entry take turns instead of all grabbing in the same instant."""
+        self.skipped: Counter[SkipReason] = Counter()
+        """Grabbed frames that were not analysed, by reason."""
+        self.limiter = image_limiter(hass)
         self.subentry = subentry
         self.camera_entity: str = subentry.data[CONF_CAMERA_ENTITY]
         self.motion_entity: str | None = subentry.data.get(CONF_MOTION_ENTITY) or None
@@ -301,18 +336,51 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
             raise HomeAssistantError("no analysis was made")
         return state.analysis
 
+    @override
+    def _schedule_refresh(self) -> None:
+        """Schedule the next periodic refresh at this camera's phase of the interval.
+
+        Home Assistant runs every coordinator at the same fraction of a second; with many
+        cameras their frames would then all be decoded in the same instant.
+        """
+        interval = self.update_interval
+        if interval is not None and self._retry_after is None:
+            seconds = interval.total_seconds()
+            now = self.hass.loop.time()
+            # The next slot of this camera's grid at least half an interval away: one refresh
+            # per interval, and a slow one skips a slot rather than running twice.
+            slot = math.ceil((now + seconds / 2 - self.phase) / seconds) * seconds + self.phase
+            self._microsecond = slot - int(now) - seconds
+        super()._schedule_refresh()
+
     async def _run(self, *, force: bool, force_teacher: bool = False) -> CameraState:
         async with self._lock:
             now = dt_util.utcnow()
-            frame = await self.async_grab_frame()
+            raw = await self._async_grab_raw()
+            thumbnail = await self._async_image_job(decode_thumbnail, raw)
             previous = self.data
-            if not force and not self.pipeline.should_analyse(frame):
-                return replace(previous, last_checked=now, events=())
+            gate = self.pipeline.should_analyse(thumbnail, now, forced=force)
+            if not gate.analyse:
+                return self._skip("unchanged", now)
+            frame = await self._async_image_job(prepare_frame, raw, self.frame_width)
             prompt = student_system_prompt(self.prompt.text, self.scene_description)
             try:
                 analysis = await self.pipeline.analyse(
-                    frame, system_prompt=prompt, prompt_version=self.prompt.version, now=now
+                    frame,
+                    system_prompt=prompt,
+                    prompt_version=self.prompt.version,
+                    now=now,
+                    thumbnail=thumbnail,
                 )
+            except QueuedTooLong as err:
+                if force:  # an action or motion asked for this frame: say why there is none
+                    raise HomeAssistantError(
+                        translation_domain=DOMAIN,
+                        translation_key="student_queue_timeout",
+                        translation_placeholders={"error": str(err)},
+                    ) from err
+                _LOGGER.debug("Skipped a frame of %s: %s", self.camera_entity, err)
+                return self._skip("queued_too_long", now)
             except StudentUnavailable as err:
                 raise self._student_unavailable(err) from err
             if force_teacher:
@@ -417,19 +485,38 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
             replace(state, analysis=analysis, events=events, sequence=state.sequence + 1)
         )
 
+    def _skip(self, reason: SkipReason, now: datetime) -> CameraState:
+        """The state after a grabbed frame that is not analysed: only `last_checked` moves."""
+        self.skipped[reason] += 1
+        return replace(self.data, last_checked=now, events=())
+
     async def async_grab_frame(self) -> PreparedFrame:
         """The current frame, scaled for the student; UpdateFailed when the camera fails."""
+        raw = await self._async_grab_raw()
+        return await self._async_image_job(prepare_frame, raw, self.frame_width)
+
+    async def _async_grab_raw(self) -> bytes:
+        """The camera's current image as it sent it; UpdateFailed when the camera fails."""
         try:
             image = await async_get_image(self.hass, self.camera_entity, width=self.frame_width)
-            return await self.hass.async_add_executor_job(
-                prepare_frame, image.content, self.frame_width
-            )
-        except (HomeAssistantError, BadFrame) as err:
-            raise UpdateFailed(
-                translation_domain=DOMAIN,
-                translation_key="camera_unavailable",
-                translation_placeholders={"camera": self.camera_entity, "error": str(err)},
-            ) from err
+        except HomeAssistantError as err:
+            raise self._camera_failed(err) from err
+        return image.content
+
+    async def _async_image_job[*Ts, T](self, job: Callable[[*Ts], T], *args: *Ts) -> T:
+        """Decode or scale in the executor, within the integration's image limiter."""
+        try:
+            async with self.limiter:
+                return await self.hass.async_add_executor_job(job, *args)
+        except BadFrame as err:
+            raise self._camera_failed(err) from err
+
+    def _camera_failed(self, err: Exception) -> UpdateFailed:
+        return UpdateFailed(
+            translation_domain=DOMAIN,
+            translation_key="camera_unavailable",
+            translation_placeholders={"camera": self.camera_entity, "error": str(err)},
+        )
 
     def _escalate(self, analysis: Analysis, now: datetime) -> str:
         """Hand the frame to the teacher without waiting; with no teacher, record it."""
