@@ -77,10 +77,11 @@ class Room:
         self._noise = np.random.default_rng(seed + 1)
 
     def person_box(self, person: Person) -> tuple[int, int, int, int]:
-        """(left, top, width, height) of the figure: twice as tall as wide... roughly 2.6:1."""
+        """(left, top, width, height) of the figure, 2.6 times as tall as it is wide."""
         area = person.share * self.width * self.height
         w = max(2, round((area / 2.6) ** 0.5))
-        h = max(4, round(w * 2.6))
+        h = min(self.height, max(4, round(w * 2.6)))
+        w = min(self.width, max(w, round(area / h)))
         slot = person.position % PERSON_POSITIONS
         centre = (slot + 0.5) / PERSON_POSITIONS
         left = int(np.clip(centre * self.width - w / 2, 0, self.width - w))

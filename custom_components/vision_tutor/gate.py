@@ -28,9 +28,9 @@ from numpy.typing import NDArray
 
 CELL: Final = 10
 """Side of a gate cell, in thumbnail pixels."""
-THRESHOLD_AT_ZERO: Final = 0.25
-"""Sensitivity 0: only big changes (a large object or a scene cut) count."""
-THRESHOLD_AT_ONE: Final = 0.0016
+THRESHOLD_AT_ZERO: Final = 0.2
+"""Sensitivity 0: only big changes (a large object close up, another view) count."""
+THRESHOLD_AT_ONE: Final = 0.002
 """Where the mapping ends; at sensitivity 1 itself every frame is analysed."""
 
 type GateReason = Literal["first", "must_analyse", "changed", "relook", "unchanged"]
@@ -39,7 +39,7 @@ type GateReason = Literal["first", "must_analyse", "changed", "relook", "unchang
 def gate_threshold(sensitivity: float) -> float:
     """The largest-cell change above which a frame counts as changed.
 
-    Geometric between 0.25 (sensitivity 0) and 0.0016 (towards 1): 0.5, the default, is 0.02,
+    Geometric between 0.2 (sensitivity 0) and 0.002 (towards 1): 0.5, the default, is 0.02,
     a 2 % average change in one cell. Sensitivity 1 (or more) analyses every frame: 0.0 is
     returned and `ChangeGate` skips the comparison altogether.
     """
@@ -56,8 +56,9 @@ def change_score(reference: NDArray[np.float32], current: NDArray[np.float32]) -
     """
     if reference.shape != current.shape:
         return 1.0
-    gain = float(current.mean()) / max(float(reference.mean()), 1e-3)
-    difference = current - reference * np.float32(gain)
+    # In the reference's units: a dim frame's differences are not shrunk by its dimness.
+    gain = max(float(current.mean()), 1e-3) / max(float(reference.mean()), 1e-3)
+    difference = current / np.float32(gain) - reference
     difference -= np.median(difference, axis=1, keepdims=True)
     rows, columns = difference.shape
     # Cells that do not fit whole at the bottom or right edge are widened into their neighbour.
