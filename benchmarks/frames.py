@@ -255,6 +255,7 @@ async def measure_loop(
         SUBENTRY_CAMERA,
         TEACHER_MODE_NONE,
     )
+    from custom_components.vision_tutor.coordinator import image_limiter
 
     rooms = [Room(*RESOLUTIONS["1080p"], seed=400 + n) for n in range(4)]
     pool = [[room.frame() for _ in range(6)] for room in rooms]
@@ -347,7 +348,7 @@ async def measure_loop(
             if e.config_subentry_id
             and entry.runtime_data.cameras[e.config_subentry_id].camera_entity in quiet
         ]
-        limiter = coordinators[0].limiter
+        limiter = image_limiter(hass)
         result = {
             "p50": round(statistics.median(lags), 2),
             "p99": round(percentile(lags, 0.99), 2),
@@ -483,7 +484,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.frames", description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--seconds", type=float, default=40.0, help="loop measurement per run")
-    parser.add_argument("--cameras", type=int, nargs="+", default=[8, 32], help="loop runs")
+    parser.add_argument(
+        "--cameras",
+        type=int,
+        nargs="+",
+        default=[8, 32],
+        help="loop runs (0: Home Assistant alone)",
+    )
     parser.add_argument("--frames", type=int, default=12, help="frames timed per resolution")
     parser.add_argument("--grabs", type=int, default=20, help="static/flicker grabs per room")
     return parser.parse_args(argv)

@@ -108,9 +108,10 @@ class CameraState:
 
     analysis: Analysis | None = None
     """The latest analysed frame (kept while unchanged frames are skipped)."""
-    last_checked: datetime | None = None
-    """When a frame was last grabbed, analysed or not (not an attribute: it would make every
-    grabbed frame a state change in the recorder)."""
+    last_checked: datetime | None = field(default=None, compare=False)
+    """When a frame was last grabbed, analysed or not. Not an attribute (it would make every
+    grabbed frame a state change in the recorder) and not compared: a skipped frame leaves the
+    state equal, so the coordinator does not even wake the entities."""
     escalated: bool = False
     escalation_id: str | None = None
     """The idempotency key the latest escalation was sent with; its verdict carries it back."""
@@ -271,6 +272,8 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
             config_entry=entry,
             name=f"{DOMAIN} {subentry.data[CONF_CAMERA_ENTITY]}",
             update_interval=timedelta(seconds=interval) if interval > 0 else None,
+            # Listeners only hear of a refresh that changed something (a skipped frame does not).
+            always_update=False,
         )
         self.phase = phase
         """Seconds into each interval at which this camera's periodic analysis runs, so the

@@ -110,9 +110,12 @@ async def test_an_unchanged_calm_frame_is_not_analysed_again(
     before = hass.states.get(OBSERVATION)
     checked = coordinator(entry).data.last_checked
     requests = chat_requests(simulator.stats)
+    woken: list[None] = []
+    unsubscribe = coordinator(entry).async_add_listener(lambda: woken.append(None))
     await asyncio.sleep(0.001)  # so that "last checked" can move
 
     await next_frame(hass, entry)
+    unsubscribe()
 
     assert chat_requests(simulator.stats) == requests
     after = hass.states.get(OBSERVATION)
@@ -121,6 +124,7 @@ async def test_an_unchanged_calm_frame_is_not_analysed_again(
     assert after.last_updated == before.last_updated
     assert coordinator(entry).data.last_checked > checked
     assert coordinator(entry).skipped["unchanged"] == 1
+    assert woken == []  # the entities were not even asked to write their state
 
 
 async def test_a_changed_scene_is_analysed(
