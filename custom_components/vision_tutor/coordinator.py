@@ -350,9 +350,10 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
         if interval is not None and self._retry_after is None:
             seconds = interval.total_seconds()
             now = self.hass.loop.time()
-            # The next slot of this camera's grid at least half an interval away: one refresh
-            # per interval, and a slow one skips a slot rather than running twice.
-            slot = math.ceil((now + seconds / 2 - self.phase) / seconds) * seconds + self.phase
+            # The next slot of this camera's grid, no later than one interval (and a little) from
+            # now, and not right away: a refresh that ran late does not run again at once.
+            gap = min(seconds / 10, 1.0)
+            slot = (math.floor((now + gap - self.phase) / seconds) + 1) * seconds + self.phase
             self._microsecond = slot - int(now) - seconds
         super()._schedule_refresh()
 
