@@ -78,8 +78,28 @@ def default_cases() -> list[dict[str, Any]]:
     return cases
 
 
-async def confidence_signal(url: str) -> dict[str, Any]:
-    """Ask the 270M every text case; score effective and stated confidence against rightness."""
+FEW_SHOT_PROMPT = (
+    STUDENT_SYSTEM_PROMPT
+    + """
+
+Examples of descriptions and answers:
+Description: A cat sleeps on a sofa in a sunny living room.
+Answer: {"summary": "A cat sleeping on a sofa.", "observations": ["cat", "sofa"], "safety_flags": [], "confidence": 0.9}
+Description: Thick smoke fills a kitchen and a pan is burning on the stove.
+Answer: {"summary": "A pan burning on the stove, smoke in the kitchen.", "observations": ["pan", "stove", "smoke"], "safety_flags": ["fire", "smoke"], "confidence": 0.8}"""
+)
+"""A base model continues text: two worked examples give it a chance to answer in the contract.
+The examples are not validation cases, and they have different flags so copying cannot score."""
+
+PROMPTS = {"builtin": STUDENT_SYSTEM_PROMPT, "examples": FEW_SHOT_PROMPT}
+
+
+async def confidence_signal(url: str, prompt: str) -> dict[str, Any]:
+    """Ask the 270M every text case; score effective and stated confidence against rightness.
+
+    Over the readable answers (the integration's own parser): right means exactly the expected
+    safety flags. Unreadable answers are student errors, which escalate whatever the confidence.
+    """
     client = ollama.AsyncClient(host=url)
     rows = []
     latencies = []
@@ -88,16 +108,17 @@ async def confidence_signal(url: str) -> dict[str, Any]:
         response = await client.chat(
             model=TEXT,
             messages=[
-                {"role": "system", "content": STUDENT_SYSTEM_PROMPT},
-                {"role": "user", "content": case["text"]},
+                {"role": "system", "content": prompt},
+                {"role": "user", "content": f"Description: {case['text']}\nAnswer:"},
             ],
             format=OBSERVATION_SCHEMA,
             logprobs=True,
-            options={"temperature": 0.3, "seed": 7},
+            options={"temperature": 0.3, "seed": 7, "num_predict": 160},
         )
         latencies.append((time.perf_counter() - started) * 1000)
         parsed = parse_observation(response.message.content or "")
         logprobs = [token.logprob for token in response.logprobs or ()]
+        readable = isinstance(parsed, Observation)
         stated = parsed.confidence if isinstance(parsed, Observation) else None
         right = isinstance(parsed, Observation) and set(parsed.safety_flags) == set(
             case["expected_flags"]
@@ -105,23 +126,29 @@ async def confidence_signal(url: str) -> dict[str, Any]:
         rows.append(
             {
                 "case": case["name"],
-                "readable": isinstance(parsed, Observation),
+                "readable": readable,
                 "right": right,
                 "stated": stated,
                 "effective": effective_confidence(stated, logprobs),
+                "token_evidence": effective_confidence(1.0, logprobs),
                 "lowest_logprobs": sorted(logprobs)[:3],
+                "done_reason": response.done_reason,
             }
         )
-    await client._client.aclose()
-    readable = [r for r in rows if r["readable"]]
+    await client._client.aclose()  # ollama 0.6 has no public close
+    readable_rows = [r for r in rows if r["readable"]]
+    right = [r["right"] for r in readable_rows]
     return {
         "cases": len(rows),
-        "readable": len(readable),
-        "right": sum(r["right"] for r in rows),
-        "logprob_auc": roc_auc([r["effective"] or 0.0 for r in rows], [r["right"] for r in rows]),
-        "stated_auc": roc_auc([r["stated"] or 0.0 for r in rows], [r["right"] for r in rows]),
+        "readable": len(readable_rows),
+        "right": sum(right),
+        "cut_off": sum(r["done_reason"] == "length" for r in rows),
+        "logprob_auc": roc_auc([r["effective"] or 0.0 for r in readable_rows], right),
+        "token_auc": roc_auc([r["token_evidence"] or 0.0 for r in readable_rows], right),
+        "stated_auc": roc_auc([r["stated"] or 0.0 for r in readable_rows], right),
         "effective_median": statistics.median(r["effective"] or 0.0 for r in rows),
-        "stated_median": statistics.median(r["stated"] or 0.0 for r in rows),
+        "token_evidence_median": statistics.median(r["token_evidence"] or 0.0 for r in rows),
+        "stated_median": _median([r["stated"] for r in readable_rows if r["stated"] is not None]),
         "text_latency_ms": latencies,
         "rows": rows,
     }
@@ -224,10 +251,22 @@ def table(result: dict[str, Any]) -> str:
         "",
         "## Do token logprobs carry signal? (text cases, Gemma 3 270M)",
         "",
-        "| cases | readable answers | right (flags exact) | AUC effective confidence | AUC stated confidence | median effective | median stated |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-        f"| {result['cases']} | {result['readable']} | {result['right']} | {fmt(result['logprob_auc'])} "
-        f"| {fmt(result['stated_auc'])} | {fmt(result['effective_median'])} | {fmt(result['stated_median'])} |",
+        "Right = a readable answer (the integration's parser) with exactly the expected flags; the",
+        "AUCs rank right against wrong among the readable answers (0.5 = no signal). *Effective* is",
+        "the integration's rule, min(stated, token evidence); *token evidence* is the logprob part",
+        "alone.",
+        "",
+        "| system prompt | cases | readable | cut off | right | AUC effective | AUC token evidence | AUC stated | median token evidence | median stated |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        *(
+            f"| {name} | {c['cases']} | {c['readable']} | {c['cut_off']} | {c['right']} "
+            f"| {fmt(c['logprob_auc'])} | {fmt(c['token_auc'])} | {fmt(c['stated_auc'])} "
+            f"| {fmt(c['token_evidence_median'])} | {fmt(c['stated_median'])} |"
+            for name, c in result["confidence"].items()
+        ),
+        "",
+        "`builtin` is the integration's own system prompt; `examples` adds two worked examples",
+        "(not validation cases), without which a base model rarely writes the contract.",
         "",
         "## Student answer time (medians of one run; this machine was shared)",
         "",
@@ -243,28 +282,30 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
     ensure_models(url)
     async with aiohttp.ClientSession() as http, http.get(url + "/api/version") as response:
         version = (await response.json())["version"]
-    signal = await confidence_signal(url)
+    signals = {name: await confidence_signal(url, text) for name, text in PROMPTS.items()}
     images = await image_latency(url, args.frames)
     lab = await prompt_lab(url, args.rounds, args.candidates)
+    best = signals["examples"]
     return {
         "command": "python -m benchmarks.real_models " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "ollama_version": version,
         "prompt_lab": lab,
-        "logprob_auc": signal["logprob_auc"],
-        "stated_auc": signal["stated_auc"],
-        "cases": signal["cases"],
-        "readable": signal["readable"],
-        "right": signal["right"],
-        "effective_median": signal["effective_median"],
-        "stated_median": signal["stated_median"],
+        # The headline AUCs: the prompt with worked examples, the only one with readable answers
+        # to rank (both prompts' figures are under "confidence").
+        "logprob_auc": best["logprob_auc"],
+        "stated_auc": best["stated_auc"],
+        "confidence": {
+            name: {k: v for k, v in signal.items() if k not in ("rows", "text_latency_ms")}
+            for name, signal in signals.items()
+        },
         "latency_ms": {
             "per_image_median": _median(images),
             "images": len(images),
-            "per_text_median": _median(signal["text_latency_ms"]),
-            "texts": len(signal["text_latency_ms"]),
+            "per_text_median": _median(signals["builtin"]["text_latency_ms"]),
+            "texts": len(signals["builtin"]["text_latency_ms"]),
         },
-        "rows": signal["rows"],
+        "rows": {name: signal["rows"] for name, signal in signals.items()},
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
@@ -22,7 +23,9 @@ from .const import (
     CONF_MIN_CONFIDENCE,
     CONF_OUTBOX_MAX_AGE,
     CONF_QUEUE_LIMIT,
+    CONF_RELOOK_MINUTES,
     CONF_SAFETY_KEYWORDS,
+    CONF_SCAN_INTERVAL,
     CONF_STUDENT_MODEL,
     CONF_STUDENT_TIMEOUT,
     CONF_STUDENT_URL,
@@ -39,6 +42,7 @@ from .const import (
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_OUTBOX_MAX_AGE,
     DEFAULT_QUEUE_LIMIT,
+    DEFAULT_RELOOK_MINUTES,
     DEFAULT_SAFETY_KEYWORDS,
     DEFAULT_STUDENT_TIMEOUT,
     DEFAULT_WINDOW_SIZE,
@@ -111,6 +115,7 @@ def pipeline_settings(entry: VisionTutorConfigEntry) -> PipelineSettings:
             clean_to_clear=int(options.get(CONF_CLEAN_TO_CLEAR, DEFAULT_CLEAN_TO_CLEAR)),
         ),
         change_sensitivity=float(options.get(CONF_CHANGE_SENSITIVITY, DEFAULT_CHANGE_SENSITIVITY)),
+        relook=timedelta(minutes=float(options.get(CONF_RELOOK_MINUTES, DEFAULT_RELOOK_MINUTES))),
     )
 
 
@@ -179,9 +184,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) 
     await data.lab.async_load()
     settings = pipeline_settings(entry)
     frame_width = int(options.get(CONF_FRAME_WIDTH, DEFAULT_FRAME_WIDTH))
-    for subentry in entry.subentries.values():
-        if subentry.subentry_type != SUBENTRY_CAMERA:
-            continue
+    subentries = [s for s in entry.subentries.values() if s.subentry_type == SUBENTRY_CAMERA]
+    for index, subentry in enumerate(subentries):
+        interval = int(subentry.data.get(CONF_SCAN_INTERVAL) or 0)
         data.cameras[subentry.subentry_id] = CameraCoordinator(
             hass,
             entry,
@@ -194,6 +199,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) 
             host=host,
             teacher=teacher,
             outbox=data.outbox,
+            # Spread over the interval: camera i of n runs i/n of the way into it.
+            phase=interval * index / len(subentries),
         )
     entry.runtime_data = data
 

@@ -56,6 +56,7 @@ from .const import (
     CONF_MOTION_ENTITY,
     CONF_OUTBOX_MAX_AGE,
     CONF_QUEUE_LIMIT,
+    CONF_RELOOK_MINUTES,
     CONF_SAFETY_KEYWORDS,
     CONF_SCAN_INTERVAL,
     CONF_SCENE_DESCRIPTION,
@@ -206,6 +207,12 @@ OPTIONS_SCHEMA = probatio.Schema(
                     probatio.Required(CONF_STUDENT_TIMEOUT): _number(0.5, 120, 0.5, "s"),
                     probatio.Required(CONF_MAX_CONCURRENT): _number(1, 16, 1),
                     probatio.Required(CONF_FRAME_WIDTH): _number(256, 1920, 1, "px"),
+                    # Range checked by options_from_form, with a message that gives the range.
+                    probatio.Required(CONF_RELOOK_MINUTES): NumberSelector(
+                        NumberSelectorConfig(
+                            mode=NumberSelectorMode.BOX, step=1, unit_of_measurement="min"
+                        )
+                    ),
                 }
             ),
             {"collapsed": True},

@@ -44,6 +44,8 @@ CONF_FRAME_WIDTH: Final = "frame_width"
 CONF_DISMISSAL_CLEARS: Final = "dismissal_clears"
 CONF_OUTBOX_MAX_AGE: Final = "outbox_max_age"
 """Minutes an escalation may wait in the outbox for the teacher service before it expires."""
+CONF_RELOOK_MINUTES: Final = "relook_minutes"
+"""Minutes after which a frame is analysed even when the change gate sees no change."""
 
 DEFAULT_MIN_CONFIDENCE: Final = 0.72
 DEFAULT_SAFETY_KEYWORDS: Final = ("fire", "smoke", "weapon", "fall", "intrusion", "blood")
@@ -67,6 +69,9 @@ DEFAULT_MAX_CONCURRENT: Final = 4
 DEFAULT_FRAME_WIDTH: Final = 768
 DEFAULT_DISMISSAL_CLEARS: Final = True
 DEFAULT_OUTBOX_MAX_AGE: Final = 60
+DEFAULT_RELOOK_MINUTES: Final = 10
+MIN_RELOOK_MINUTES: Final = 1
+MAX_RELOOK_MINUTES: Final = 1440
 
 # Seconds to wait for a host while setting up or validating it.
 CONNECT_TIMEOUT: Final = 10

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections import deque
-from collections.abc import Mapping
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 import logging
+import math
 import random
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, override
 import uuid
 
 import httpx
@@ -42,7 +43,14 @@ from .const import (
     EVENT_TEACHER_REVIEW,
 )
 from .contract import OBSERVATION_SCHEMA, Observation, StudentError, normalise_flag
-from .frames import BadFrame, PreparedFrame, prepare_frame
+from .frames import (
+    BadFrame,
+    ImageLimiter,
+    PreparedFrame,
+    decode_thumbnail,
+    default_image_workers,
+    prepare_frame,
+)
 from .ollama_client import (
     FORMAT_FIXED_GEMMA4,
     FORMAT_FIXED_THINKING,
@@ -58,6 +66,7 @@ from .pipeline import (
     Analysis,
     CameraPipeline,
     PipelineSettings,
+    QueuedTooLong,
     StudentClient,
     StudentTimeout,
     StudentUnavailable,
@@ -86,6 +95,17 @@ SLOW_RAISE = 6
 """Timeouts among them that raise the repair ("most frames time out")."""
 SLOW_CLEAR = 3
 """Timeouts among them at or below which it goes away again."""
+IMAGE_LIMITER: HassKey[ImageLimiter] = HassKey(f"{DOMAIN}_image_limiter")
+
+type SkipReason = Literal["unchanged", "queued_too_long"]
+
+
+def image_limiter(hass: HomeAssistant) -> ImageLimiter:
+    """The limiter every camera of every entry shares for decoding and scaling frames."""
+    if (limiter := hass.data.get(IMAGE_LIMITER)) is None:
+        limiter = hass.data[IMAGE_LIMITER] = ImageLimiter(default_image_workers())
+    return limiter
+
 
 type SafetyEventType = Literal[
     "hazard_detected", "hazard_cleared", "teacher_confirmed", "teacher_dismissed"
@@ -107,8 +127,10 @@ class CameraState:
 
     analysis: Analysis | None = None
     """The latest analysed frame (kept while unchanged frames are skipped)."""
-    last_checked: datetime | None = None
-    """When a frame was last grabbed, analysed or not."""
+    last_checked: datetime | None = field(default=None, compare=False)
+    """When a frame was last grabbed, analysed or not. Not an attribute (it would make every
+    grabbed frame a state change in the recorder) and not compared: a skipped frame leaves the
+    state equal, so the coordinator does not even wake the entities."""
     escalated: bool = False
     escalation_id: str | None = None
     """The idempotency key the latest escalation was sent with; its verdict carries it back."""
@@ -319,6 +341,7 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
         host: HostCoordinator,
         teacher: TeacherLink | None,
         outbox: EscalationOutbox | None = None,
+        phase: float = 0.0,
     ) -> None:
         interval = int(subentry.data.get(CONF_SCAN_INTERVAL) or 0)
         super().__init__(
@@ -327,7 +350,15 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
             config_entry=entry,
             name=f"{DOMAIN} {subentry.data[CONF_CAMERA_ENTITY]}",
             update_interval=timedelta(seconds=interval) if interval > 0 else None,
+            # Listeners only hear of a refresh that changed something (a skipped frame does not).
+            always_update=False,
         )
+        self.phase = phase
+        """Seconds into each interval at which this camera's periodic analysis runs, so the
+        cameras of an entry take turns instead of all grabbing in the same instant."""
+        self.skipped: Counter[SkipReason] = Counter()
+        """Grabbed frames that were not analysed, by reason."""
+        self.limiter = image_limiter(hass)
         self.subentry = subentry
         self.camera_entity: str = subentry.data[CONF_CAMERA_ENTITY]
         self.motion_entity: str | None = subentry.data.get(CONF_MOTION_ENTITY) or None
@@ -389,18 +420,52 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
             raise HomeAssistantError("no analysis was made")
         return state.analysis
 
+    @override
+    def _schedule_refresh(self) -> None:
+        """Schedule the next periodic refresh at this camera's phase of the interval.
+
+        Home Assistant runs every coordinator at the same fraction of a second; with many
+        cameras their frames would then all be decoded in the same instant.
+        """
+        interval = self.update_interval
+        if interval is not None and self._retry_after is None:
+            seconds = interval.total_seconds()
+            now = self.hass.loop.time()
+            # The next slot of this camera's grid, no later than one interval (and a little) from
+            # now, and not right away: a refresh that ran late does not run again at once.
+            gap = min(seconds / 10, 1.0)
+            slot = (math.floor((now + gap - self.phase) / seconds) + 1) * seconds + self.phase
+            self._microsecond = slot - int(now) - seconds
+        super()._schedule_refresh()
+
     async def _run(self, *, force: bool, force_teacher: bool = False) -> CameraState:
         async with self._lock:
             now = dt_util.utcnow()
-            frame = await self.async_grab_frame()
+            raw = await self._async_grab_raw()
+            thumbnail = await self._async_image_job(decode_thumbnail, raw)
             previous = self.data
-            if not force and not self.pipeline.should_analyse(frame):
-                return replace(previous, last_checked=now, events=())
+            gate = self.pipeline.should_analyse(thumbnail, now, forced=force)
+            if not gate.analyse:
+                return self._skip("unchanged", now)
+            frame = await self._async_image_job(prepare_frame, raw, self.frame_width)
             prompt = student_system_prompt(self.prompt.text, self.scene_description)
             try:
                 analysis = await self.pipeline.analyse(
-                    frame, system_prompt=prompt, prompt_version=self.prompt.version, now=now
+                    frame,
+                    system_prompt=prompt,
+                    prompt_version=self.prompt.version,
+                    now=now,
+                    thumbnail=thumbnail,
                 )
+            except QueuedTooLong as err:
+                if force:  # an action or motion asked for this frame: say why there is none
+                    raise HomeAssistantError(
+                        translation_domain=DOMAIN,
+                        translation_key="student_queue_timeout",
+                        translation_placeholders={"error": str(err)},
+                    ) from err
+                _LOGGER.debug("Skipped a frame of %s: %s", self.camera_entity, err)
+                return self._skip("queued_too_long", now)
             except StudentUnavailable as err:
                 raise self._student_unavailable(err) from err
             self._count_timeout(analysis)
@@ -621,19 +686,38 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
         )
         self.async_update_listeners()
 
+    def _skip(self, reason: SkipReason, now: datetime) -> CameraState:
+        """The state after a grabbed frame that is not analysed: only `last_checked` moves."""
+        self.skipped[reason] += 1
+        return replace(self.data, last_checked=now, events=())
+
     async def async_grab_frame(self) -> PreparedFrame:
         """The current frame, scaled for the student; UpdateFailed when the camera fails."""
+        raw = await self._async_grab_raw()
+        return await self._async_image_job(prepare_frame, raw, self.frame_width)
+
+    async def _async_grab_raw(self) -> bytes:
+        """The camera's current image as it sent it; UpdateFailed when the camera fails."""
         try:
             image = await async_get_image(self.hass, self.camera_entity, width=self.frame_width)
-            return await self.hass.async_add_executor_job(
-                prepare_frame, image.content, self.frame_width
-            )
-        except (HomeAssistantError, BadFrame) as err:
-            raise UpdateFailed(
-                translation_domain=DOMAIN,
-                translation_key="camera_unavailable",
-                translation_placeholders={"camera": self.camera_entity, "error": str(err)},
-            ) from err
+        except HomeAssistantError as err:
+            raise self._camera_failed(err) from err
+        return image.content
+
+    async def _async_image_job[*Ts, T](self, job: Callable[[*Ts], T], *args: *Ts) -> T:
+        """Decode or scale in the executor, within the integration's image limiter."""
+        try:
+            async with self.limiter:
+                return await self.hass.async_add_executor_job(job, *args)
+        except BadFrame as err:
+            raise self._camera_failed(err) from err
+
+    def _camera_failed(self, err: Exception) -> UpdateFailed:
+        return UpdateFailed(
+            translation_domain=DOMAIN,
+            translation_key="camera_unavailable",
+            translation_placeholders={"camera": self.camera_entity, "error": str(err)},
+        )
 
     def _escalate(self, analysis: Analysis, now: datetime) -> str:
         """Hand the frame to the teacher without waiting; with no teacher, record it."""

@@ -29,6 +29,7 @@ async def async_get_config_entry_diagnostics(
             "settings": dict(camera.subentry.data),
             "last_update_success": camera.last_update_success,
             "last_checked": state.last_checked.isoformat() if state.last_checked else None,
+            "frames_skipped": dict(camera.skipped),
             "analysis": (
                 analysis_response(camera.camera_entity, state.analysis) if state.analysis else None
             ),

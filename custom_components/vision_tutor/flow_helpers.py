@@ -35,6 +35,7 @@ from .const import (
     CONF_MOTION_ENTITY,
     CONF_OUTBOX_MAX_AGE,
     CONF_QUEUE_LIMIT,
+    CONF_RELOOK_MINUTES,
     CONF_SAFETY_KEYWORDS,
     CONF_SCAN_INTERVAL,
     CONF_SCENE_DESCRIPTION,
@@ -54,10 +55,13 @@ from .const import (
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_OUTBOX_MAX_AGE,
     DEFAULT_QUEUE_LIMIT,
+    DEFAULT_RELOOK_MINUTES,
     DEFAULT_SAFETY_KEYWORDS,
     DEFAULT_STUDENT_TIMEOUT,
     DEFAULT_WINDOW_SIZE,
     DEFAULT_WINDOW_TRIGGER,
+    MAX_RELOOK_MINUTES,
+    MIN_RELOOK_MINUTES,
     TEACHER_MODE_ADDON,
     TEACHER_MODE_MANUAL,
     TEACHER_MODE_NONE,
@@ -416,6 +420,7 @@ OPTION_DEFAULTS: Final[Mapping[str, Any]] = {
     CONF_STUDENT_TIMEOUT: DEFAULT_STUDENT_TIMEOUT,
     CONF_MAX_CONCURRENT: DEFAULT_MAX_CONCURRENT,
     CONF_FRAME_WIDTH: DEFAULT_FRAME_WIDTH,
+    CONF_RELOOK_MINUTES: DEFAULT_RELOOK_MINUTES,
 }
 """Every option and its default; a new entry starts with these."""
 
@@ -438,6 +443,7 @@ OPTION_SECTIONS: Final[Mapping[str, tuple[str, ...]]] = {
         CONF_STUDENT_TIMEOUT,
         CONF_MAX_CONCURRENT,
         CONF_FRAME_WIDTH,
+        CONF_RELOOK_MINUTES,
     ),
 }
 """How the options form groups the options; they are stored flat."""
@@ -452,6 +458,7 @@ _INT_OPTIONS: Final = frozenset(
         CONF_CLEAN_TO_CLEAR,
         CONF_MAX_CONCURRENT,
         CONF_FRAME_WIDTH,
+        CONF_RELOOK_MINUTES,
     }
 )
 _FLOAT_OPTIONS: Final = frozenset(
@@ -486,6 +493,15 @@ def options_from_form(form: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
             options[key] = value
     options[CONF_SAFETY_KEYWORDS] = safety_keywords(flat[CONF_SAFETY_KEYWORDS])
     options[CONF_DISMISSAL_CLEARS] = bool(flat[CONF_DISMISSAL_CLEARS])
+    if not MIN_RELOOK_MINUTES <= options[CONF_RELOOK_MINUTES] <= MAX_RELOOK_MINUTES:
+        raise FlowError(
+            "relook_minutes_out_of_range",
+            placeholders={
+                "min": str(MIN_RELOOK_MINUTES),
+                "max": str(MAX_RELOOK_MINUTES),
+                "value": str(options[CONF_RELOOK_MINUTES]),
+            },
+        )
     if options[CONF_WINDOW_TRIGGER] > options[CONF_WINDOW_SIZE]:
         raise FlowError(
             "window_trigger_too_large",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 import random
 import time
 from typing import Any, Literal
@@ -18,7 +18,8 @@ import httpx
 import ollama
 
 from .contract import OBSERVATION_SCHEMA, Observation, StudentError, parse_observation
-from .frames import PreparedFrame, frame_changed
+from .frames import PreparedFrame, Thumbnail
+from .gate import ChangeGate, GateDecision
 from .prompts import STUDENT_USER_PROMPT
 from .routing import Decision, RoutingPolicy, keyword_pattern, route
 from .temporal import SafetyState, SafetyWindow, WindowConfig
@@ -33,6 +34,10 @@ MAX_LOAD_ALLOWANCE = 300.0
 @dataclass(frozen=True, slots=True)
 class StudentTimeout(StudentError):
     """No answer within the timeout: a student error, counted for the slow-student repair."""
+
+
+class QueuedTooLong(Exception):
+    """The frame waited its whole timeout for a turn with the student: skipped, never sent late."""
 
 
 class StudentUnavailable(Exception):
@@ -96,17 +101,26 @@ class StudentClient:
     async def ask(self, jpeg: bytes, system_prompt: str) -> StudentAnswer | StudentError:
         """The student's answer, or a StudentError for answers that never came whole.
 
-        Raises StudentUnavailable when retrying this frame cannot help (host down, model gone).
+        The timeout covers the wait for a turn (the semaphore) and the answer together. Raises
+        QueuedTooLong when the turn never came in time (the frame was not sent), and
+        StudentUnavailable when retrying this frame cannot help (host down, model gone).
         """
         messages: Sequence[dict[str, Any]] = (
             {"role": "system", "content": system_prompt},
             {"role": "user", "content": STUDENT_USER_PROMPT, "images": [jpeg]},
         )
-        async with self._semaphore:
+        # One deadline for the whole wait: the queue for a turn with the student and its answer
+        # (with the load allowance when the model may have to be loaded first).
+        timeout = self.call_timeout()
+        try:
+            async with asyncio.timeout(timeout) as deadline:
+                await self._semaphore.acquire()
+        except TimeoutError as err:
+            raise QueuedTooLong(f"no turn with the student within {timeout:g} s") from err
+        try:
             started = time.monotonic()
-            timeout = self.call_timeout()
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout_at(deadline.when()):
                     response = await self.client.chat(
                         model=self.model,
                         messages=messages,
@@ -126,6 +140,8 @@ class StudentClient:
                 raise StudentUnavailable("unreachable", str(err) or type(err).__name__) from err
             latency_ms = (time.monotonic() - started) * 1000
             self._answered(response.load_duration)
+        finally:
+            self._semaphore.release()
         logprobs = tuple(token.logprob for token in response.logprobs or ())
         return StudentAnswer(response.message.content or "", logprobs, latency_ms)
 
@@ -165,6 +181,8 @@ class PipelineSettings:
     policy: RoutingPolicy = field(default_factory=RoutingPolicy)
     window: WindowConfig = field(default_factory=WindowConfig)
     change_sensitivity: float = 0.5
+    relook: timedelta | None = timedelta(minutes=10)
+    """Analyse at least this often even when the change gate sees no change."""
 
 
 class CameraPipeline:
@@ -178,20 +196,18 @@ class CameraPipeline:
         self.window = SafetyWindow(settings.window)
         self._pattern = keyword_pattern(settings.policy.safety_keywords)
         self._rng = rng
-        self._last_frame: PreparedFrame | None = None
+        self.gate = ChangeGate(settings.change_sensitivity, settings.relook)
         self._keep_watching = True
 
-    def should_analyse(self, frame: PreparedFrame) -> bool:
-        """The change gate: False when the scene looks like the last analysed frame.
+    def should_analyse(
+        self, thumbnail: Thumbnail, now: datetime, *, forced: bool = False
+    ) -> GateDecision:
+        """The change gate's decision for a frame (see `gate.ChangeGate`).
 
         While the last answer was flagged or unreadable, or the safety sensor is on, every frame
         is analysed: a still hazard must build up (or clear) the window like a moving one.
         """
-        if self._keep_watching or self._last_frame is None:
-            return True
-        return frame_changed(
-            self._last_frame.thumbnail, frame.thumbnail, self.settings.change_sensitivity
-        )
+        return self.gate.check(thumbnail, now, must_analyse=forced or self._keep_watching)
 
     async def analyse(
         self,
@@ -201,10 +217,15 @@ class CameraPipeline:
         prompt_version: str,
         now: datetime,
         queue_depth: int = 0,
+        thumbnail: Thumbnail | None = None,
     ) -> Analysis:
-        """Run the student on a frame and decide what it means (the gate is the caller's call)."""
+        """Run the student on a frame and decide what it means (the gate is the caller's call).
+
+        `thumbnail` is the frame's gate thumbnail: the reference the next frames are compared
+        with. Raises QueuedTooLong (nothing recorded) when the student had no turn in time.
+        """
         answer = await self.student.ask(frame.jpeg, system_prompt)
-        self._last_frame = frame
+        self.gate.analysed(thumbnail, now)
         if isinstance(answer, StudentError):
             result: Observation | StudentError = answer
             logprobs: tuple[float, ...] = ()

@@ -61,7 +61,7 @@ def _summary(state: CameraState) -> str | None:
 def _observation_attributes(state: CameraState) -> Mapping[str, Any]:
     analysis = state.analysis
     if analysis is None:
-        return {"last_checked": state.last_checked}
+        return {}
     observation = analysis.observation
     decision = analysis.decision
     student = analysis.student_observation
@@ -85,7 +85,6 @@ def _observation_attributes(state: CameraState) -> Mapping[str, Any]:
         "model": analysis.model,
         "latency_ms": round(analysis.latency_ms),
         "analysed_at": analysis.analysed_at,
-        "last_checked": state.last_checked,
     }
 
 

@@ -68,6 +68,7 @@ EXPECTED_OPTIONS = {
     "student_timeout": 20.0,
     "max_concurrent": 4,
     "frame_width": 768,
+    "relook_minutes": 10,
 }
 
 

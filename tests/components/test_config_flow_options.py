@@ -44,6 +44,7 @@ DEFAULT_FORM = {
         "student_timeout": 20.0,
         "max_concurrent": 4,
         "frame_width": 768,
+        "relook_minutes": 10,
     },
 }
 
@@ -112,7 +113,12 @@ async def test_options_saved_flat_and_cleaned(
                 "teacher_queue_limit": 50.0,
             },
             safety_sensor={"window_size": 7.0, "window_trigger": 3.0, "dismissal_clears": False},
-            performance={"student_timeout": 5.5, "max_concurrent": 2.0, "frame_width": 1024.0},
+            performance={
+                "student_timeout": 5.5,
+                "max_concurrent": 2.0,
+                "frame_width": 1024.0,
+                "relook_minutes": 30.0,
+            },
         ),
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
@@ -130,6 +136,7 @@ async def test_options_saved_flat_and_cleaned(
         "student_timeout": 5.5,
         "max_concurrent": 2,
         "frame_width": 1024,
+        "relook_minutes": 30,
     }
     assert dict(entry.options) == expected
     assert all(type(entry.options[key]) is int for key in ("window_size", "frame_width"))
@@ -157,6 +164,16 @@ async def test_options_saved_flat_and_cleaned(
             "invalid_safety_keyword",
             {"keyword": "<script>"},
         ),
+        (
+            {"performance": {"relook_minutes": 0}},
+            "relook_minutes_out_of_range",
+            {"min": "1", "max": "1440", "value": "0"},
+        ),
+        (
+            {"performance": {"relook_minutes": 2000}},
+            "relook_minutes_out_of_range",
+            {"min": "1", "max": "1440", "value": "2000"},
+        ),
     ],
 )
 async def test_options_errors_keep_everything_entered(
@@ -166,7 +183,8 @@ async def test_options_errors_keep_everything_entered(
     error: str,
     placeholders: dict[str, str],
 ) -> None:
-    entered = form(performance={"frame_width": 512, "max_concurrent": 1}, **changes)
+    performance = {"frame_width": 512, "max_concurrent": 1, **changes.pop("performance", {})}
+    entered = form(performance=performance, **changes)
     result = await hass.config_entries.options.async_init(entry.entry_id)
     result = await hass.config_entries.options.async_configure(result["flow_id"], entered)
     assert result["type"] is FlowResultType.FORM

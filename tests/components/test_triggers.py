@@ -36,6 +36,14 @@ async def _motion(hass: HomeAssistant, state: str, **attributes: object) -> None
     await hass.async_block_till_done(wait_background_tasks=True)
 
 
+async def _simulator_idle(simulator: RunningSimulator) -> None:
+    """Until the simulator has booked the answers it sent (it counts scenes after replying)."""
+    for _ in range(200):
+        if simulator.stats.running == 0:
+            return
+        await asyncio.sleep(0.01)
+
+
 async def test_motion_turning_on_analyses_the_camera(
     hass: HomeAssistant, simulator: RunningSimulator, camera: SceneCamera, library: SceneLibrary
 ) -> None:
@@ -46,6 +54,7 @@ async def test_motion_turning_on_analyses_the_camera(
 
     camera.show(routine(library, 1).id)
     await _motion(hass, STATE_ON)
+    await _simulator_idle(simulator)
     assert chat_requests(simulator.stats) == requests + 1
     assert simulator.stats.scenes.get(routine(library, 1).id) == 1
 
@@ -57,6 +66,7 @@ async def test_motion_turning_on_analyses_the_camera(
     assert chat_requests(simulator.stats) == requests + 1
     # On again: analysed again, past the change gate (the scene has not changed).
     await _motion(hass, STATE_ON)
+    await _simulator_idle(simulator)
     assert chat_requests(simulator.stats) == requests + 2
     assert simulator.stats.scenes.get(routine(library, 1).id) == 2
 
@@ -98,16 +108,23 @@ async def test_an_unchanged_calm_frame_is_not_analysed_again(
     hass: HomeAssistant, entry: MockConfigEntry, simulator: RunningSimulator
 ) -> None:
     before = hass.states.get(OBSERVATION)
+    checked = coordinator(entry).data.last_checked
     requests = chat_requests(simulator.stats)
+    woken: list[None] = []
+    unsubscribe = coordinator(entry).async_add_listener(lambda: woken.append(None))
     await asyncio.sleep(0.001)  # so that "last checked" can move
 
     await next_frame(hass, entry)
+    unsubscribe()
 
     assert chat_requests(simulator.stats) == requests
     after = hass.states.get(OBSERVATION)
-    assert after.state == before.state
-    assert after.attributes["analysed_at"] == before.attributes["analysed_at"]
-    assert after.attributes["last_checked"] > before.attributes["last_checked"]
+    # Nothing the recorder would store moved: not even the state's last update.
+    assert after == before
+    assert after.last_updated == before.last_updated
+    assert coordinator(entry).data.last_checked > checked
+    assert coordinator(entry).skipped["unchanged"] == 1
+    assert woken == []  # the entities were not even asked to write their state
 
 
 async def test_a_changed_scene_is_analysed(
@@ -128,7 +145,8 @@ async def test_a_changed_scene_is_analysed(
     assert simulator.stats.scenes.get(other.id) == 1
     after = hass.states.get(OBSERVATION)
     assert after.attributes["analysed_at"] > before.attributes["analysed_at"]
-    assert after.attributes["last_checked"] == after.attributes["analysed_at"]
+    assert coordinator(entry).data.last_checked == after.attributes["analysed_at"]
+    assert "last_checked" not in after.attributes
 
 
 async def test_a_flagged_frame_keeps_being_analysed(

@@ -202,10 +202,11 @@ async def test_requests_for_a_loaded_model_wait_and_are_never_refused(
         start_simulator(num_parallel=1, max_queue=0) as sim,
         ollama.AsyncClient(host=sim.url) as client,
     ):
+        await client.generate(STUDENT, "")  # loads it
         sim.set_faults(STUDENT, Faults(stall_s=1.0))
         running = asyncio.create_task(client.generate(STUDENT, "first", think=False))
         await eventually(lambda: sim.stats.running == 1)
-        # The student is loaded now: Ollama hands its requests to the runner, which queues them.
+        # The student is loaded: Ollama hands its requests to the runner, which queues them.
         waiting = [
             asyncio.create_task(client.generate(STUDENT, f"more {n}", think=False))
             for n in range(3)
