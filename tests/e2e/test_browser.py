@@ -3,8 +3,9 @@
 Chromium is Debian's (`/usr/bin/chromium`, installed by scripts/setup), driven by Playwright's
 Python API without any browser download. The demo runs with scenes that never change by
 themselves; the test moves the cameras between scenes through the demo cameras' action, so it
-waits for what it caused rather than for a clock. Screenshots for the README are written to
-docs/screenshots/ (or $VISION_TUTOR_SCREENSHOTS).
+waits for what it caused rather than for a clock. Screenshots go to a temporary folder, so a test
+run never rewrites tracked files; the README's are made with
+`VISION_TUTOR_SCREENSHOTS=docs/screenshots scripts/test tests/e2e`.
 
 For quicker iterations, VISION_TUTOR_E2E_URL=http://127.0.0.1:PORT points the tests at a demo
 already running (`python -m demo --port PORT --time-scale 0.1 --seconds-per-scene 3600`).
@@ -20,6 +21,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -29,7 +31,10 @@ import pytest
 from .conftest import CHROMIUM, CHROMIUM_ARGS
 
 ROOT = Path(__file__).parents[2]
-SCREENSHOTS = Path(os.environ.get("VISION_TUTOR_SCREENSHOTS", ROOT / "docs" / "screenshots"))
+SCREENSHOTS = Path(
+    os.environ.get("VISION_TUTOR_SCREENSHOTS")
+    or Path(tempfile.gettempdir()) / "vision-tutor-screenshots"
+)
 USERNAME, PASSWORD = "demo", "vision-tutor"
 DASHBOARD = "/vision-tutor/cameras"
 DEMO_START_TIMEOUT = 300
