@@ -9,8 +9,6 @@ sends is accepted, the answer is read, the policy decides, and the entities say 
 
 from __future__ import annotations
 
-from typing import Any
-
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_capture_events
 
 from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
@@ -31,15 +29,9 @@ from custom_components.vision_tutor.flow_helpers import default_options
 from realollama.models import EMBED, STUDENT, TEACHER, TEXT
 from realollama.server import OllamaServer
 from tests.components.conftest import SUBENTRY_ID, SceneCamera, camera_subentry, make_entry
+from tests.components.test_config_flow import select_options
 
 OBSERVATION = "sensor.front_door_observation"
-
-
-def select_options(result: Any, key: str) -> list[str]:
-    for marker, selector in result["data_schema"].schema.items():
-        if marker.schema == key:
-            return list(selector.config["options"])
-    raise KeyError(key)
 
 
 async def test_the_config_flow_lists_the_real_servers_vision_models(
