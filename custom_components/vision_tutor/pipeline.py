@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 import random
 import time
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import httpx
 import ollama
@@ -57,6 +57,12 @@ class StudentAnswer:
     latency_ms: float
 
 
+STUDENT_MAX_TOKENS: Final = 512
+"""The longest answer asked for (Ollama's num_predict). One in the contract takes about a hundred
+tokens; without a cap a small model that loops writes until its context is full, which on a CPU
+host takes minutes and holds the student for every camera."""
+
+
 class StudentClient:
     """Asks the student model about frames, a bounded number at a time."""
 
@@ -68,6 +74,7 @@ class StudentClient:
         timeout: float,
         semaphore: asyncio.Semaphore,
         temperature: float = 0.3,
+        max_tokens: int = STUDENT_MAX_TOKENS,
         keep_alive: str = "10m",
         keep_alive_s: float = 600.0,
         load_allowance: float = 60.0,
@@ -78,7 +85,8 @@ class StudentClient:
         self.load_allowance = load_allowance
         """Extra seconds for a call that may load the model; learnt from `load_duration`."""
         self._semaphore = semaphore
-        self._options = {"temperature": temperature}
+        self.max_tokens = max_tokens
+        self._options: dict[str, Any] = {"temperature": temperature, "num_predict": max_tokens}
         self._keep_alive = keep_alive
         self._keep_alive_s = keep_alive_s
         self._loaded_until: float | None = None
@@ -142,8 +150,15 @@ class StudentClient:
             self._answered(response.load_duration)
         finally:
             self._semaphore.release()
+        text = response.message.content or ""
+        if response.done_reason == "length":
+            # A model that loops never closes its JSON; the cap ended it, and half an answer
+            # must never be read as a whole one.
+            return StudentError(
+                f"the student's answer was cut off at {self.max_tokens} tokens", text
+            )
         logprobs = tuple(token.logprob for token in response.logprobs or ())
-        return StudentAnswer(response.message.content or "", logprobs, latency_ms)
+        return StudentAnswer(text, logprobs, latency_ms)
 
 
 @dataclass(frozen=True, slots=True)

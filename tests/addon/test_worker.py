@@ -135,6 +135,19 @@ async def test_an_answer_outside_the_contract_is_a_failed_attempt(
     assert final["error"].startswith("the teacher's answer is not JSON")
 
 
+async def test_an_answer_cut_off_by_the_token_cap_is_a_failed_attempt(
+    start_service: StartService, simulator: RunningSimulator
+) -> None:
+    client = await start_service(simulator.url, max_attempts=1, teacher_max_tokens=16)
+    review_id = await client.accepted(review_body("cut-off"))
+
+    events = await client.wait_settled({review_id})
+
+    final = final_review(events, review_id)
+    assert final["status"] == "failed"
+    assert final["error"] == "the teacher's answer was cut off at 16 tokens"
+
+
 async def test_while_the_teacher_is_down_the_queue_holds_then_catches_up(
     start_service: StartService, socket_enabled: None
 ) -> None:

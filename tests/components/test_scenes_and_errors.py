@@ -17,6 +17,9 @@ from custom_components.vision_tutor.const import (
     EVENT_ESCALATION,
     EVENT_SAFETY,
 )
+from custom_components.vision_tutor.contract import StudentError
+from custom_components.vision_tutor.pipeline import StudentClient
+from custom_components.vision_tutor.prompts import STUDENT_SYSTEM_PROMPT
 from simulator.profiles import Faults
 from simulator.scenes import SceneLibrary
 from simulator.server import RunningSimulator, run_simulator
@@ -318,3 +321,21 @@ async def test_a_low_confidence_answer_escalates_with_its_reason(
     assert event["flags"] == []
     assert event["confidence"] == attributes["effective_confidence"]
     assert event["teacher"] == "unavailable"
+
+
+async def test_an_answer_cut_off_by_the_token_cap_is_a_student_error(
+    simulator: RunningSimulator, library: SceneLibrary
+) -> None:
+    """Ollama stops at num_predict with done_reason "length": half an answer is never read."""
+    client = ollama.AsyncClient(host=simulator.url)
+    student = StudentClient(
+        client, "gemma4:e2b", timeout=30.0, semaphore=asyncio.Semaphore(1), max_tokens=4
+    )
+    answer = await student.ask(library.jpeg(routine(library).id), STUDENT_SYSTEM_PROMPT)
+    assert isinstance(answer, StudentError)
+    assert answer.reason == "the student's answer was cut off at 4 tokens"
+
+    whole = StudentClient(client, "gemma4:e2b", timeout=30.0, semaphore=asyncio.Semaphore(1))
+    assert not isinstance(
+        await whole.ask(library.jpeg(routine(library).id), STUDENT_SYSTEM_PROMPT), StudentError
+    )

@@ -90,6 +90,9 @@ class Options(BaseModel):
     retry_max_s: float = Field(default=300.0, gt=0)
     probe_interval_s: float = Field(default=30.0, gt=0)
     """How often the teacher's reachability is checked; faster while it is down."""
+    teacher_max_tokens: int = Field(default=1024, ge=16, le=32768)
+    """The longest review answer asked for (Ollama's num_predict): a contract answer takes a few
+    hundred tokens at most; a model that loops would otherwise write until its context is full."""
     embedding_timeout_s: float = Field(default=30.0, gt=0)
     stats_interval_s: float = Field(default=2.0, gt=0)
     """At most one ``stats`` event per interval, and only when something changed."""

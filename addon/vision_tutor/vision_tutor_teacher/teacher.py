@@ -127,6 +127,7 @@ class Teacher:
         self.model = options.teacher_model
         self.embedding_model = options.embedding_model
         self.timeout_s = options.teacher_timeout_s
+        self.max_tokens = options.teacher_max_tokens
         self.embedding_timeout_s = options.embedding_timeout_s
         self.notes: list[str] = []
         """What the teacher's Ollama release does wrong, for health (see `ollama_checks`)."""
@@ -154,6 +155,7 @@ class Teacher:
                     format=review.contract.output_schema,
                     think=False,
                     stream=False,
+                    options={"num_predict": self.max_tokens},
                 )
         except ConnectionError:
             raise TeacherUnavailable(
@@ -184,6 +186,11 @@ class Teacher:
                 f"the teacher answered {err.status_code}: {err.error}"
             ) from None
         latency_ms = (time.perf_counter() - started) * 1000
+        if response.done_reason == "length":
+            # The cap ended an answer that never closed (a looping model): not an answer.
+            raise ReviewAttemptFailed(
+                f"the teacher's answer was cut off at {self.max_tokens} tokens"
+            )
         return TeacherAnswer(parse_answer(response.message.content or ""), round(latency_ms, 1))
 
     async def embed_pair(self, first: str, second: str) -> tuple[list[float], list[float]]:
