@@ -120,14 +120,17 @@ async def confidence_signal(url: str, prompt: str) -> dict[str, Any]:
         logprobs = [token.logprob for token in response.logprobs or ()]
         readable = isinstance(parsed, Observation)
         stated = parsed.confidence if isinstance(parsed, Observation) else None
-        right = isinstance(parsed, Observation) and set(parsed.safety_flags) == set(
-            case["expected_flags"]
-        )
+        flags = list(parsed.safety_flags) if isinstance(parsed, Observation) else None
+        right = flags is not None and set(flags) == set(case["expected_flags"])
         rows.append(
             {
                 "case": case["name"],
                 "readable": readable,
+                "flags": flags,
+                "expected_flags": case["expected_flags"],
                 "right": right,
+                # What routing needs first: hazard or not (the flags may still name another one).
+                "hazard_right": flags is not None and bool(flags) == bool(case["expected_flags"]),
                 "stated": stated,
                 "effective": effective_confidence(stated, logprobs),
                 "token_evidence": effective_confidence(1.0, logprobs),
@@ -137,11 +140,12 @@ async def confidence_signal(url: str, prompt: str) -> dict[str, Any]:
         )
     await client._client.aclose()  # ollama 0.6 has no public close
     readable_rows = [r for r in rows if r["readable"]]
-    right = [r["right"] for r in readable_rows]
+    right = [r["hazard_right"] for r in readable_rows]
     return {
         "cases": len(rows),
         "readable": len(readable_rows),
-        "right": sum(right),
+        "right": sum(r["right"] for r in readable_rows),
+        "hazard_right": sum(right),
         "cut_off": sum(r["done_reason"] == "length" for r in rows),
         "logprob_auc": roc_auc([r["effective"] or 0.0 for r in readable_rows], right),
         "token_auc": roc_auc([r["token_evidence"] or 0.0 for r in readable_rows], right),
@@ -251,15 +255,15 @@ def table(result: dict[str, Any]) -> str:
         "",
         "## Do token logprobs carry signal? (text cases, Gemma 3 270M)",
         "",
-        "Right = a readable answer (the integration's parser) with exactly the expected flags; the",
-        "AUCs rank right against wrong among the readable answers (0.5 = no signal). *Effective* is",
-        "the integration's rule, min(stated, token evidence); *token evidence* is the logprob part",
-        "alone.",
+        "Readable = the integration's parser reads the answer; *exact* = exactly the expected",
+        "flags; *hazard* = a hazard flagged exactly when one is expected. The AUCs rank right",
+        "(hazard) against wrong among the readable answers (0.5 = no signal). *Effective* is the",
+        "integration's rule, min(stated, token evidence); *token evidence* is the logprob part alone.",
         "",
-        "| system prompt | cases | readable | cut off | right | AUC effective | AUC token evidence | AUC stated | median token evidence | median stated |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| system prompt | cases | readable | cut off | right: exact | right: hazard | AUC effective | AUC token evidence | AUC stated | median token evidence | median stated |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         *(
-            f"| {name} | {c['cases']} | {c['readable']} | {c['cut_off']} | {c['right']} "
+            f"| {name} | {c['cases']} | {c['readable']} | {c['cut_off']} | {c['right']} | {c['hazard_right']} "
             f"| {fmt(c['logprob_auc'])} | {fmt(c['token_auc'])} | {fmt(c['stated_auc'])} "
             f"| {fmt(c['token_evidence_median'])} | {fmt(c['stated_median'])} |"
             for name, c in result["confidence"].items()
