@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+from unittest.mock import patch
 
+import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from syrupy.types import PropertyPath
 
@@ -83,3 +85,14 @@ def fire(library: SceneLibrary) -> Scene:
 def chat_requests(stats: Any) -> int:
     """Chat requests the simulator's student received."""
     return int(stats.models[STUDENT].requests)
+
+
+@pytest.fixture(autouse=True)
+def fast_teacher_retries() -> Iterator[None]:
+    """Teacher reconnects and outbox retries in tenths of a second (import it to use it)."""
+    with (
+        patch("custom_components.vision_tutor.teacher.RECONNECT_DELAYS", (0.05,)),
+        patch("custom_components.vision_tutor.outbox.BACKOFF_BASE_S", 0.05),
+        patch("custom_components.vision_tutor.outbox.BACKOFF_MAX_S", 0.2),
+    ):
+        yield

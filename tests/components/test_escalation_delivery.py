@@ -8,11 +8,8 @@ from collections.abc import AsyncIterator
 import contextlib
 from pathlib import Path
 import random
-from typing import Any
-from unittest.mock import patch
 
 from aiohttp import web
-import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_capture_events
 
 from homeassistant.const import STATE_ON
@@ -31,21 +28,18 @@ from simulator.scenes import SceneLibrary
 from simulator.server import RunningSimulator
 
 from .conftest import SceneCamera, make_entry
-from .helpers import OBSERVATION, SAFETY, coordinator, fire, setup
+from .helpers import (
+    OBSERVATION,
+    SAFETY,
+    coordinator,
+    fast_teacher_retries,  # noqa: F401  (autouse fixture)
+    fire,
+    setup,
+)
 from .test_teacher import OUTBOX, _teacher, _wait_for
 
 TEACHER = "gemma4:26b"
 OPTIONS = {CONF_STUDENT_TIMEOUT: 60}
-
-
-@pytest.fixture(autouse=True)
-def fast_retries() -> Any:
-    with (
-        patch("custom_components.vision_tutor.teacher.RECONNECT_DELAYS", (0.05,)),
-        patch("custom_components.vision_tutor.outbox.BACKOFF_BASE_S", 0.05),
-        patch("custom_components.vision_tutor.outbox.BACKOFF_MAX_S", 0.2),
-    ):
-        yield
 
 
 async def _analyse(hass: HomeAssistant, entry: MockConfigEntry) -> None:

@@ -12,9 +12,7 @@ from collections import Counter
 from pathlib import Path
 import shutil
 from typing import Any
-from unittest.mock import patch
 
-import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_capture_events
 
 from homeassistant.core import Event, HomeAssistant
@@ -24,22 +22,17 @@ from simulator.scenes import SceneLibrary
 from simulator.server import RunningSimulator
 
 from .conftest import ENTRY_ID, SceneCamera, make_entry
-from .helpers import coordinator, fire, setup
+from .helpers import (
+    coordinator,
+    fast_teacher_retries,  # noqa: F401  (autouse fixture)
+    fire,
+    setup,
+)
 from .test_escalation_delivery import _collected
 from .test_teacher import _teacher
 
 DATABASE = "vision_tutor.db"
 OPTIONS = {CONF_STUDENT_TIMEOUT: 60}
-
-
-@pytest.fixture(autouse=True)
-def fast_retries() -> Any:
-    with (
-        patch("custom_components.vision_tutor.teacher.RECONNECT_DELAYS", (0.05,)),
-        patch("custom_components.vision_tutor.outbox.BACKOFF_BASE_S", 0.05),
-        patch("custom_components.vision_tutor.outbox.BACKOFF_MAX_S", 0.2),
-    ):
-        yield
 
 
 def _reviewed(events: list[Event]) -> list[Event]:

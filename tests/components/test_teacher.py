@@ -8,9 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from unittest.mock import patch
 
-import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_capture_events
 
 from homeassistant.const import STATE_ON
@@ -29,6 +27,7 @@ from vision_tutor_teacher.options import Options
 from vision_tutor_teacher.service import RunningService, run_service
 
 from .conftest import SUBENTRY_ID, SceneCamera, make_entry
+from .helpers import fast_teacher_retries  # noqa: F401  (autouse fixture)
 
 OBSERVATION = "sensor.front_door_observation"
 SAFETY = "binary_sensor.front_door_safety"
@@ -76,16 +75,6 @@ async def _wait_for(hass: HomeAssistant, event_type: str, match: Callable[[Event
 async def _analyse(hass: HomeAssistant, entry: MockConfigEntry) -> None:
     await entry.runtime_data.cameras[SUBENTRY_ID].async_analyse_now()
     await hass.async_block_till_done()
-
-
-@pytest.fixture(autouse=True)
-def fast_reconnect() -> Any:
-    with (
-        patch("custom_components.vision_tutor.teacher.RECONNECT_DELAYS", (0.05,)),
-        patch("custom_components.vision_tutor.outbox.BACKOFF_BASE_S", 0.05),
-        patch("custom_components.vision_tutor.outbox.BACKOFF_MAX_S", 0.2),
-    ):
-        yield
 
 
 async def test_a_safety_frame_is_confirmed_by_the_teacher(
