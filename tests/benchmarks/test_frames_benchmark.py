@@ -19,6 +19,7 @@ KEYS = {
     "prep_ms_median_4k",
     "bound_ms_median_4k",
     "skipped_frame_ms_median_1080p",
+    "skipped_frame_bound_ms_median_1080p",
     "loop_lag_ms",
     "gate",
     "recorder_rows_per_skipped_frame",
@@ -36,7 +37,7 @@ def test_writes_the_frame_numbers_and_the_table(
     socket_enabled: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["--out", str(tmp_path), "--seconds", "2", "--cameras", "2"]
-    assert main([*argv, "--frames", "1", "--grabs", "2"]) == 0
+    assert main([*argv, "--frames", "1", "--skips", "2", "--grabs", "2"]) == 0
 
     result = json.loads((tmp_path / "frames.json").read_text())
     assert set(result) == KEYS
