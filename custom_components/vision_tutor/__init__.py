@@ -60,6 +60,7 @@ from .frontend import async_register_card
 from .lab import PromptLab
 from .ollama_client import create_client
 from .outbox import EscalationOutbox, OutboxEntry, Outcome
+from .overrides import camera_options
 from .pipeline import PipelineSettings, StudentClient
 from .routing import RoutingPolicy
 from .services import async_setup_services
@@ -68,10 +69,12 @@ from .temporal import WindowConfig
 
 PLATFORMS = [
     Platform.BINARY_SENSOR,
+    Platform.BUTTON,
     Platform.EVENT,
     Platform.IMAGE,
     Platform.SELECT,
     Platform.SENSOR,
+    Platform.SWITCH,
 ]
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
@@ -99,9 +102,8 @@ class VisionTutorData:
 type VisionTutorConfigEntry = ConfigEntry[VisionTutorData]
 
 
-def pipeline_settings(entry: VisionTutorConfigEntry) -> PipelineSettings:
-    """The routing policy and temporal window from the entry's options."""
-    options = entry.options
+def pipeline_settings(options: Mapping[str, Any]) -> PipelineSettings:
+    """The routing policy and temporal window from a camera's effective options."""
     return PipelineSettings(
         policy=RoutingPolicy(
             min_confidence=options.get(CONF_MIN_CONFIDENCE, DEFAULT_MIN_CONFIDENCE),
@@ -182,7 +184,6 @@ async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) 
         await data.outbox.async_load()
     data.lab = PromptLab(hass, entry.entry_id, data.prompt, teacher, host.async_update_listeners)
     await data.lab.async_load()
-    settings = pipeline_settings(entry)
     frame_width = int(options.get(CONF_FRAME_WIDTH, DEFAULT_FRAME_WIDTH))
     subentries = [s for s in entry.subentries.values() if s.subentry_type == SUBENTRY_CAMERA]
     for index, subentry in enumerate(subentries):
@@ -192,7 +193,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) 
             entry,
             subentry,
             student=student,
-            settings=settings,
+            settings=pipeline_settings(camera_options(entry.options, subentry.data)),
             frame_width=frame_width,
             prompt=data.prompt,
             escalations=data.escalations,
@@ -204,6 +205,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) 
         )
     entry.runtime_data = data
 
+    # The entities first: a camera's analysis switch restores a pause before its first frame.
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     # A camera that is down at start must not hold up the others: no first-refresh raise.
     # Cameras without an interval wait for motion or an action (and show their restored state).
     await asyncio.gather(
@@ -212,7 +215,6 @@ async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) 
     for camera in data.cameras.values():
         camera.async_start_motion_trigger()
 
-    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     if teacher is not None:
         # Cancelled with the entry; reconnects by itself while the entry is loaded.
         entry.async_create_background_task(

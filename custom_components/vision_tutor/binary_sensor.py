@@ -24,28 +24,51 @@ PARALLEL_UPDATES = 0
 
 @dataclass(frozen=True, kw_only=True)
 class SafetyBinarySensorEntityDescription(BinarySensorEntityDescription):
-    """The safety sensor: on while a hazard persists or the teacher confirmed one."""
+    """The safety sensor: on while a hazard persists or the teacher confirmed one; unknown
+    while the camera's analysis is paused (no frames looked at is not "no hazard")."""
 
     value_fn: Callable[[CameraState], bool | None]
     attributes_fn: Callable[[CameraState], Mapping[str, Any]]
 
 
 def _safety_attributes(state: CameraState) -> Mapping[str, Any]:
-    if state.analysis is None:
-        return {"flags": [], "confirmed_by_teacher": False, "since": None}
+    if state.analysis is None or state.paused:
+        return {
+            "flags": [],
+            "confirmed_by_teacher": False,
+            "since": None,
+            "window": None,
+            "paused": state.paused,
+        }
     safety = state.analysis.safety
+    progress = safety.progress
     return {
         "flags": list(safety.flags),
         "confirmed_by_teacher": safety.confirmed_by_teacher,
         "since": safety.since,
+        # Why the state is what it is while the k-of-n evidence is on its way ("watching: 1 of
+        # 2 flagged frames", "clearing: 2 of 3 clean frames"); None when it is not.
+        "window": (
+            {"phase": progress.phase, "frames": progress.frames, "needed": progress.needed}
+            if progress
+            else None
+        ),
+        "paused": False,
     }
+
+
+def _safety_on(state: CameraState) -> bool | None:
+    """On or off from the analysed frames; unknown before the first and while paused."""
+    if state.analysis is None or state.paused:
+        return None
+    return state.analysis.safety.on
 
 
 SAFETY = SafetyBinarySensorEntityDescription(
     key="safety",
     translation_key="safety",
     device_class=BinarySensorDeviceClass.SAFETY,
-    value_fn=lambda state: state.analysis.safety.on if state.analysis else None,
+    value_fn=_safety_on,
     attributes_fn=_safety_attributes,
 )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, override
+from typing import TYPE_CHECKING, Any, Final, override
 
 import probatio
 
@@ -84,6 +84,8 @@ from .flow_helpers import (
     MIN_SCAN_INTERVAL,
     NO_TEACHER,
     OLLAMA_DEFAULT_PORT,
+    OPTION_RANGES,
+    OVERRIDES_SECTION,
     FlowError,
     ModelListing,
     Teacher,
@@ -92,8 +94,10 @@ from .flow_helpers import (
     async_list_models,
     async_pull_model,
     camera_data,
+    camera_form_values,
     default_options,
     entity_name,
+    hub_title,
     manual_teacher,
     options_from_form,
     options_to_form,
@@ -102,6 +106,7 @@ from .flow_helpers import (
     url_title,
 )
 from .ollama_client import version_text
+from .overrides import CAMERA_OVERRIDES
 
 if TYPE_CHECKING:
     from . import VisionTutorConfigEntry
@@ -125,33 +130,33 @@ TEACHER_MANUAL_SCHEMA = probatio.Schema(
     }
 )
 
-CAMERA_SCHEMA = probatio.Schema(
-    {
-        probatio.Required(CONF_CAMERA_ENTITY): EntitySelector(
-            EntitySelectorConfig(domain="camera")
-        ),
-        probatio.Required(CONF_SCAN_INTERVAL, default=DEFAULT_SCAN_INTERVAL): NumberSelector(
-            NumberSelectorConfig(
-                min=0,
-                max=MAX_SCAN_INTERVAL,
-                step=1,
-                mode=NumberSelectorMode.BOX,
-                unit_of_measurement="s",
-            )
-        ),
-        probatio.Optional(CONF_MOTION_ENTITY): EntitySelector(
-            EntitySelectorConfig(
-                domain="binary_sensor",
-                device_class=[
-                    BinarySensorDeviceClass.MOTION,
-                    BinarySensorDeviceClass.OCCUPANCY,
-                    BinarySensorDeviceClass.PRESENCE,
-                ],
-            )
-        ),
-        probatio.Optional(CONF_SCENE_DESCRIPTION): TextSelector(TextSelectorConfig(multiline=True)),
-    }
-)
+
+class RangeHintSelector(NumberSelector):
+    """A number field whose min and max guide the form but are checked by the flow.
+
+    The flow's own check (`flow_helpers.number_in_range`) refuses a value out of range with a
+    translated error that names the range; the number selector's check would refuse it with
+    untranslated validator text ("Value 1.5 is too large") before the flow could.
+    """
+
+    @override
+    def __call__(self, data: Any) -> float:
+        value: float = probatio.Coerce(float)(data)
+        return value
+
+
+class CameraPickerSelector(EntitySelector):
+    """A camera picker that leaves the already monitored cameras out of its list.
+
+    A monitored camera submitted anyway (through the API) reaches the flow, which says so on
+    the field, instead of the selector refusing it in untranslated text.
+    """
+
+    @override
+    def __call__(self, data: Any) -> str | list[str]:
+        config = EntitySelectorConfig(**self.config)
+        config.pop("exclude_entities", None)
+        return EntitySelector(config)(data)
 
 
 def _number(
@@ -165,7 +170,63 @@ def _number(
     )
     if unit is not None:
         config["unit_of_measurement"] = unit
-    return NumberSelector(config)
+    return RangeHintSelector(config)
+
+
+def _option_number(
+    key: str, step: float, unit: str | None = None, *, slider: bool = False
+) -> NumberSelector:
+    """An option's field, with its range from `OPTION_RANGES`."""
+    low, high = OPTION_RANGES[key]
+    return _number(low, high, step, unit, slider=slider)
+
+
+OVERRIDE_SELECTORS: Final[Mapping[str, Any]] = {
+    # Boxes, not sliders: a slider cannot be left empty, and empty is "as the hub".
+    CONF_MIN_CONFIDENCE: _option_number(CONF_MIN_CONFIDENCE, 0.01),
+    CONF_SAFETY_KEYWORDS: SelectSelector(
+        SelectSelectorConfig(
+            options=list(DEFAULT_SAFETY_KEYWORDS), multiple=True, custom_value=True, sort=False
+        )
+    ),
+    CONF_AUDIT_RATE: _option_number(CONF_AUDIT_RATE, 1),
+}
+"""The camera form's field for each overridable option (`overrides.CAMERA_OVERRIDES`)."""
+
+
+def camera_schema(exclude: list[str]) -> probatio.Schema:
+    """The camera form; `exclude` are the cameras the picker leaves out (monitored already)."""
+    picker = EntitySelectorConfig(domain="camera")
+    if exclude:
+        picker["exclude_entities"] = exclude
+    return probatio.Schema(
+        {
+            probatio.Required(CONF_CAMERA_ENTITY): CameraPickerSelector(picker),
+            probatio.Required(CONF_SCAN_INTERVAL, default=DEFAULT_SCAN_INTERVAL): _number(
+                0, MAX_SCAN_INTERVAL, 1, "s"
+            ),
+            probatio.Optional(CONF_MOTION_ENTITY): EntitySelector(
+                EntitySelectorConfig(
+                    domain="binary_sensor",
+                    device_class=[
+                        BinarySensorDeviceClass.MOTION,
+                        BinarySensorDeviceClass.OCCUPANCY,
+                        BinarySensorDeviceClass.PRESENCE,
+                    ],
+                )
+            ),
+            probatio.Optional(CONF_SCENE_DESCRIPTION): TextSelector(
+                TextSelectorConfig(multiline=True)
+            ),
+            # Optional: a call through the API may leave the section out (nothing overridden).
+            probatio.Optional(OVERRIDES_SECTION): section(
+                probatio.Schema(
+                    {probatio.Optional(key): OVERRIDE_SELECTORS[key] for key in CAMERA_OVERRIDES}
+                ),
+                {"collapsed": True},
+            ),
+        }
+    )
 
 
 OPTIONS_SCHEMA = probatio.Schema(
@@ -173,7 +234,9 @@ OPTIONS_SCHEMA = probatio.Schema(
         probatio.Required("routing"): section(
             probatio.Schema(
                 {
-                    probatio.Required(CONF_MIN_CONFIDENCE): _number(0, 1, 0.01, slider=True),
+                    probatio.Required(CONF_MIN_CONFIDENCE): _option_number(
+                        CONF_MIN_CONFIDENCE, 0.01, slider=True
+                    ),
                     probatio.Required(CONF_SAFETY_KEYWORDS): SelectSelector(
                         SelectSelectorConfig(
                             options=list(DEFAULT_SAFETY_KEYWORDS),
@@ -182,9 +245,11 @@ OPTIONS_SCHEMA = probatio.Schema(
                             sort=False,
                         )
                     ),
-                    probatio.Required(CONF_AUDIT_RATE): _number(0, 100_000, 1),
-                    probatio.Required(CONF_QUEUE_LIMIT): _number(1, 1000, 1),
-                    probatio.Required(CONF_OUTBOX_MAX_AGE): _number(1, 10080, 1, "min"),
+                    probatio.Required(CONF_AUDIT_RATE): _option_number(CONF_AUDIT_RATE, 1),
+                    probatio.Required(CONF_QUEUE_LIMIT): _option_number(CONF_QUEUE_LIMIT, 1),
+                    probatio.Required(CONF_OUTBOX_MAX_AGE): _option_number(
+                        CONF_OUTBOX_MAX_AGE, 1, "min"
+                    ),
                 }
             ),
             {"collapsed": False},
@@ -192,9 +257,9 @@ OPTIONS_SCHEMA = probatio.Schema(
         probatio.Required("safety_sensor"): section(
             probatio.Schema(
                 {
-                    probatio.Required(CONF_WINDOW_SIZE): _number(1, 50, 1),
-                    probatio.Required(CONF_WINDOW_TRIGGER): _number(1, 50, 1),
-                    probatio.Required(CONF_CLEAN_TO_CLEAR): _number(1, 50, 1),
+                    probatio.Required(CONF_WINDOW_SIZE): _option_number(CONF_WINDOW_SIZE, 1),
+                    probatio.Required(CONF_WINDOW_TRIGGER): _option_number(CONF_WINDOW_TRIGGER, 1),
+                    probatio.Required(CONF_CLEAN_TO_CLEAR): _option_number(CONF_CLEAN_TO_CLEAR, 1),
                     probatio.Required(CONF_DISMISSAL_CLEARS): BooleanSelector(),
                 }
             ),
@@ -203,15 +268,16 @@ OPTIONS_SCHEMA = probatio.Schema(
         probatio.Required("performance"): section(
             probatio.Schema(
                 {
-                    probatio.Required(CONF_CHANGE_SENSITIVITY): _number(0, 1, 0.05, slider=True),
-                    probatio.Required(CONF_STUDENT_TIMEOUT): _number(0.5, 120, 0.5, "s"),
-                    probatio.Required(CONF_MAX_CONCURRENT): _number(1, 16, 1),
-                    probatio.Required(CONF_FRAME_WIDTH): _number(256, 1920, 1, "px"),
-                    # Range checked by options_from_form, with a message that gives the range.
-                    probatio.Required(CONF_RELOOK_MINUTES): NumberSelector(
-                        NumberSelectorConfig(
-                            mode=NumberSelectorMode.BOX, step=1, unit_of_measurement="min"
-                        )
+                    probatio.Required(CONF_CHANGE_SENSITIVITY): _option_number(
+                        CONF_CHANGE_SENSITIVITY, 0.05, slider=True
+                    ),
+                    probatio.Required(CONF_STUDENT_TIMEOUT): _option_number(
+                        CONF_STUDENT_TIMEOUT, 0.5, "s"
+                    ),
+                    probatio.Required(CONF_MAX_CONCURRENT): _option_number(CONF_MAX_CONCURRENT, 1),
+                    probatio.Required(CONF_FRAME_WIDTH): _option_number(CONF_FRAME_WIDTH, 1, "px"),
+                    probatio.Required(CONF_RELOOK_MINUTES): _option_number(
+                        CONF_RELOOK_MINUTES, 1, "min"
                     ),
                 }
             ),
@@ -485,15 +551,22 @@ class VisionTutorConfigFlow(ConfigFlow, domain=DOMAIN):
             CONF_STUDENT_MODEL: self._model,
             **teacher.as_data(),
         }
+        others = [
+            entry.title
+            for entry in self._async_current_entries(include_ignore=False)
+            if self.source != SOURCE_RECONFIGURE
+            or entry.entry_id != self._get_reconfigure_entry().entry_id
+        ]
         if self.source != SOURCE_RECONFIGURE:
             return self.async_create_entry(
-                title=url_title(self._student_url), data=data, options=default_options()
+                title=hub_title(others), data=data, options=default_options()
             )
         entry = self._get_reconfigure_entry()
-        # Keep a title the user chose; follow the host when it is still the generated one.
+        # Keep a title the user chose. An entry still titled with its host's address (as they
+        # were before hubs had names) gets a hub name; its entity ids stay as they are.
         title = entry.title
         if title == url_title(entry.data[CONF_STUDENT_URL]):
-            title = url_title(self._student_url)
+            title = hub_title(others)
         changes: dict[str, Any] = {
             "unique_id": self._student_url,
             "title": title,
@@ -613,12 +686,11 @@ class CameraSubentryFlow(ConfigSubentryFlow):
             "min": str(MIN_SCAN_INTERVAL),
             "max": str(MAX_SCENE_DESCRIPTION),
         }
+        others = _monitored_by_others(entry, editing)
         if user_input is not None:
             camera = user_input[CONF_CAMERA_ENTITY]
             try:
-                if _monitored_by_other(entry, camera, editing):
-                    if editing is None:
-                        return self.async_abort(reason="already_configured")
+                if camera in others:
                     raise FlowError("camera_already_monitored", CONF_CAMERA_ENTITY)
                 data = camera_data(self.hass, user_input)
             except FlowError as err:
@@ -631,10 +703,12 @@ class CameraSubentryFlow(ConfigSubentryFlow):
                     entry, editing, title=title, data=data, unique_id=camera
                 )
         elif editing is not None:
-            user_input = {k: v for k, v in editing.data.items() if v is not None}
+            user_input = camera_form_values(editing.data)
         return self.async_show_form(
             step_id=step_id,
-            data_schema=self.add_suggested_values_to_schema(CAMERA_SCHEMA, user_input),
+            data_schema=self.add_suggested_values_to_schema(
+                camera_schema(sorted(others)), user_input
+            ),
             errors=errors,
             description_placeholders=placeholders,
         )
@@ -653,16 +727,14 @@ class CameraSubentryFlow(ConfigSubentryFlow):
         return self.async_update_reload_and_abort(entry, subentry, **changes)
 
 
-def _monitored_by_other(
-    entry: VisionTutorConfigEntry, camera: str, editing: ConfigSubentry | None
-) -> bool:
-    """Whether another camera subentry of the entry already monitors this camera."""
-    return any(
-        subentry.subentry_type == SUBENTRY_CAMERA
-        and subentry.data.get(CONF_CAMERA_ENTITY) == camera
-        and (editing is None or subentry.subentry_id != editing.subentry_id)
+def _monitored_by_others(entry: VisionTutorConfigEntry, editing: ConfigSubentry | None) -> set[str]:
+    """The cameras the entry's other camera subentries monitor (not the one being edited)."""
+    return {
+        str(subentry.data.get(CONF_CAMERA_ENTITY))
         for subentry in entry.subentries.values()
-    )
+        if subentry.subentry_type == SUBENTRY_CAMERA
+        and (editing is None or subentry.subentry_id != editing.subentry_id)
+    }
 
 
 class VisionTutorOptionsFlow(OptionsFlowWithReload):

@@ -20,7 +20,7 @@ import ollama
 from homeassistant.components.camera import async_get_image
 from homeassistant.config_entries import ConfigSubentry
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
-from homeassistant.exceptions import HomeAssistantError
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.event import async_track_state_change_event
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
@@ -143,6 +143,9 @@ class CameraState:
     """Safety changes produced by the latest analysis, fired once each."""
     sequence: int = 0
     """Counts analyses, so entities fire each event once."""
+    paused: bool = False
+    """The camera's analysis switch is off: no frame is grabbed or analysed, and the safety
+    sensor does not know (it never says "no hazard" about frames nobody looked at)."""
 
 
 @dataclass(slots=True)
@@ -386,9 +389,30 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
             async_track_state_change_event(self.hass, self.motion_entity, self._motion_changed)
         )
 
+    @property
+    def paused(self) -> bool:
+        """Whether the camera's analysis is switched off."""
+        return self.data.paused
+
+    @callback
+    def async_set_paused(self, paused: bool) -> None:
+        """Switch the camera's analysis off or back on (the analysis switch, or its restore).
+
+        Back on, a camera with an interval analyses at once rather than an interval later.
+        """
+        if paused == self.data.paused:
+            return
+        self.async_set_updated_data(replace(self.data, paused=paused, events=()))
+        if not paused and self.update_interval is not None:
+            self.config_entry.async_create_background_task(
+                self.hass, self.async_request_refresh(), f"{DOMAIN} resume {self.camera_entity}"
+            )
+
     @callback
     def _motion_changed(self, event: Event[EventStateChangedData]) -> None:
         new, old = event.data["new_state"], event.data["old_state"]
+        if self.paused:
+            return
         if new is None or new.state != "on" or (old is not None and old.state == "on"):
             return
         self.config_entry.async_create_background_task(
@@ -402,10 +426,22 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
             _LOGGER.debug("Motion-triggered analysis of %s failed: %s", self.camera_entity, err)
 
     async def _async_update_data(self) -> CameraState:
+        if self.paused:
+            # Nothing grabbed, nothing sent: the state stays as it is (listeners do not wake).
+            return replace(self.data, events=())
         return await self._run(force=False)
 
     async def async_analyse_now(self, *, force_teacher: bool = False) -> Analysis:
-        """Analyse the current frame now, past the change gate; for actions and motion."""
+        """Analyse the current frame now, past the change gate; for actions, motion, the button.
+
+        Refused while the camera's analysis is switched off: a paused camera sends no frame.
+        """
+        if self.paused:
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key="camera_paused",
+                translation_placeholders={"camera": self.camera_entity},
+            )
         try:
             state = await self._run(force=True, force_teacher=force_teacher)
         except UpdateFailed as err:
@@ -491,6 +527,8 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
                 ),
                 events=events,
                 sequence=previous.sequence + 1,
+                # Switched off while this frame was being analysed: it stays off.
+                paused=self.data.paused,
             )
 
     def _student_unavailable(self, err: StudentUnavailable) -> UpdateFailed:

@@ -16,6 +16,12 @@ TO_REDACT = {CONF_TEACHER_TOKEN, CONF_STUDENT_URL, CONF_TEACHER_URL}
 """The token, and the hosts: addresses on the user's network are theirs, not support's."""
 
 
+def _status_word(text: str | None) -> str | None:
+    """A teacher status without its details: they may quote a connection error, which names a
+    host on the user's network ("sending: retrying (… 192.168.1.20 …)" is "sending: retrying")."""
+    return None if text is None else text.split(" (", 1)[0]
+
+
 async def async_get_config_entry_diagnostics(
     hass: HomeAssistant, entry: VisionTutorConfigEntry
 ) -> dict[str, Any]:
@@ -27,11 +33,18 @@ async def async_get_config_entry_diagnostics(
         state = camera.data
         cameras[subentry_id] = {
             "settings": dict(camera.subentry.data),
+            "paused": state.paused,
             "last_update_success": camera.last_update_success,
             "last_checked": state.last_checked.isoformat() if state.last_checked else None,
             "frames_skipped": dict(camera.skipped),
             "analysis": (
-                analysis_response(camera.camera_entity, state.analysis) if state.analysis else None
+                analysis_response(
+                    camera.camera_entity,
+                    state.analysis,
+                    _status_word(state.teacher_status),
+                )
+                if state.analysis
+                else None
             ),
             "safety_window": sorted(camera.pipeline.window.recent_flags),
         }

@@ -8,9 +8,10 @@ the user, reconfigure, discovery, subentry and options steps share one definitio
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 import contextlib
 from dataclasses import dataclass
+import math
 import re
 import ssl
 from typing import Any, Final
@@ -73,6 +74,7 @@ from .ollama_client import (
     async_server_version,
     create_client,
 )
+from .overrides import CAMERA_OVERRIDES, camera_overrides
 
 OLLAMA_DEFAULT_PORT: Final = 11434
 """Port assumed when a student address is typed without scheme and port, as Ollama does."""
@@ -149,9 +151,23 @@ def require_url(raw: str, *, field: str, default_port: int) -> str:
 
 
 def url_title(url: str) -> str:
-    """A config entry title for a host: its address without the scheme."""
+    """A host's address without the scheme (the title entries were given before hub names)."""
     parsed = URL(url)
     return str(parsed).removeprefix(f"{parsed.scheme}://")
+
+
+HUB_NAME: Final = "Vision Tutor"
+
+
+def hub_title(taken: Iterable[str]) -> str:
+    """A new hub's name, which its device and entity ids take ("binary_sensor.vision_tutor_
+    student_connectivity", not one made of host and port): "Vision Tutor", or "Vision Tutor 2"
+    and on when another entry has that name."""
+    names = set(taken)
+    number = 1
+    while (title := HUB_NAME if number == 1 else f"{HUB_NAME} {number}") in names:
+        number += 1
+    return title
 
 
 def _causes(err: BaseException) -> Iterator[BaseException]:
@@ -380,16 +396,27 @@ def entity_name(hass: HomeAssistant, entity_id: str) -> str:
 
 
 def camera_data(hass: HomeAssistant, user_input: Mapping[str, Any]) -> dict[str, Any]:
-    """A camera subentry's data from the form, every key present; raises `FlowError`."""
+    """A camera subentry's data from the form, every key present; raises `FlowError`.
+
+    The overrides of hub options (the form's `overrides` section) are stored flat, None for
+    one left empty (the hub's value applies; see `overrides.camera_options`).
+    """
     camera = user_input[CONF_CAMERA_ENTITY]
     motion = user_input.get(CONF_MOTION_ENTITY) or None
-    interval = int(user_input.get(CONF_SCAN_INTERVAL, 0))
     description = " ".join(str(user_input.get(CONF_SCENE_DESCRIPTION) or "").split())
     limits = {"min": str(MIN_SCAN_INTERVAL), "max": str(MAX_SCENE_DESCRIPTION)}
     if not entity_exists(hass, camera):
         raise FlowError("camera_not_found", CONF_CAMERA_ENTITY)
     if motion is not None and not entity_exists(hass, motion):
         raise FlowError("motion_not_found", CONF_MOTION_ENTITY)
+    raw_interval = user_input.get(CONF_SCAN_INTERVAL, 0)
+    if not 0 <= float(raw_interval) <= MAX_SCAN_INTERVAL:
+        raise FlowError(
+            "scan_interval_out_of_range",
+            CONF_SCAN_INTERVAL,
+            {"min": "0", "max": str(MAX_SCAN_INTERVAL), "value": f"{float(raw_interval):g}"},
+        )
+    interval = int(raw_interval)
     if 0 < interval < MIN_SCAN_INTERVAL:
         raise FlowError("scan_interval_too_short", CONF_SCAN_INTERVAL, limits)
     if interval == 0 and motion is None:
@@ -401,7 +428,63 @@ def camera_data(hass: HomeAssistant, user_input: Mapping[str, Any]) -> dict[str,
         CONF_SCAN_INTERVAL: interval,
         CONF_MOTION_ENTITY: motion,
         CONF_SCENE_DESCRIPTION: description,
+        **camera_overrides_from_form(user_input.get(OVERRIDES_SECTION) or {}),
     }
+
+
+OVERRIDES_SECTION: Final = "overrides"
+"""The camera form's section of per-camera overrides of the hub's options."""
+
+
+def _keywords_override(raw: Any) -> list[str] | None:
+    """A camera's own safety keywords; none entered is the hub's list."""
+    words = [raw] if isinstance(raw, str) else list(raw or ())
+    if not any(str(word).strip() for word in words):
+        return None
+    return safety_keywords(words)
+
+
+def _number_override(key: str) -> Callable[[Any], float | int | None]:
+    def clean(raw: Any) -> float | int | None:
+        if raw is None or raw == "":
+            return None
+        value = number_in_range(key, raw, OVERRIDES_SECTION)
+        return int(value) if key in _INT_OPTIONS else value
+
+    return clean
+
+
+OVERRIDE_CLEANERS: Final[Mapping[str, Callable[[Any], Any]]] = {
+    CONF_MIN_CONFIDENCE: _number_override(CONF_MIN_CONFIDENCE),
+    CONF_SAFETY_KEYWORDS: _keywords_override,
+    CONF_AUDIT_RATE: _number_override(CONF_AUDIT_RATE),
+}
+"""Each overridable option's check on the camera form: its value, or None for "as the hub";
+raises `FlowError` on the overrides section. One per key of `overrides.CAMERA_OVERRIDES`."""
+
+
+def camera_overrides_from_form(section: Mapping[str, Any]) -> dict[str, Any]:
+    """The camera's overrides from its form section, every overridable option present."""
+    overrides: dict[str, Any] = {}
+    for key in CAMERA_OVERRIDES:
+        try:
+            overrides[key] = OVERRIDE_CLEANERS[key](section.get(key))
+        except FlowError as err:
+            err.field = OVERRIDES_SECTION
+            raise
+    return overrides
+
+
+def camera_form_values(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A camera subentry's data as its form shows it: the overrides in their section."""
+    values = {
+        key: value
+        for key, value in data.items()
+        if value is not None and key not in CAMERA_OVERRIDES
+    }
+    if overrides := camera_overrides(data):
+        values[OVERRIDES_SECTION] = overrides
+    return values
 
 
 # --- Options ------------------------------------------------------------------------------------
@@ -448,6 +531,24 @@ OPTION_SECTIONS: Final[Mapping[str, tuple[str, ...]]] = {
 }
 """How the options form groups the options; they are stored flat."""
 
+OPTION_RANGES: Final[Mapping[str, tuple[float, float]]] = {
+    CONF_MIN_CONFIDENCE: (0, 1),
+    CONF_AUDIT_RATE: (0, 100_000),
+    CONF_QUEUE_LIMIT: (1, 1000),
+    CONF_OUTBOX_MAX_AGE: (1, 10_080),
+    CONF_WINDOW_SIZE: (1, 50),
+    CONF_WINDOW_TRIGGER: (1, 50),
+    CONF_CLEAN_TO_CLEAR: (1, 50),
+    CONF_CHANGE_SENSITIVITY: (0, 1),
+    CONF_STUDENT_TIMEOUT: (0.5, 120),
+    CONF_MAX_CONCURRENT: (1, 16),
+    CONF_FRAME_WIDTH: (256, 1920),
+    CONF_RELOOK_MINUTES: (MIN_RELOOK_MINUTES, MAX_RELOOK_MINUTES),
+}
+"""The allowed range of each numeric option. The forms show them on their fields, and the
+checks here refuse what is outside with `<option>_out_of_range`, a translated error that gives
+the range (the selectors' own check would answer in untranslated validator text)."""
+
 _INT_OPTIONS: Final = frozenset(
     {
         CONF_AUDIT_RATE,
@@ -460,9 +561,6 @@ _INT_OPTIONS: Final = frozenset(
         CONF_FRAME_WIDTH,
         CONF_RELOOK_MINUTES,
     }
-)
-_FLOAT_OPTIONS: Final = frozenset(
-    {CONF_MIN_CONFIDENCE, CONF_CHANGE_SENSITIVITY, CONF_STUDENT_TIMEOUT}
 )
 
 
@@ -480,31 +578,54 @@ def options_to_form(options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return {name: {key: merged[key] for key in keys} for name, keys in OPTION_SECTIONS.items()}
 
 
-def options_from_form(form: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """The options to store from the submitted form; raises `FlowError` for bad combinations."""
-    flat = {**default_options(), **{k: v for section in form.values() for k, v in section.items()}}
-    options: dict[str, Any] = {}
-    for key, value in flat.items():
-        if key in _INT_OPTIONS:
-            options[key] = int(value)
-        elif key in _FLOAT_OPTIONS:
-            options[key] = float(value)
-        else:
-            options[key] = value
-    options[CONF_SAFETY_KEYWORDS] = safety_keywords(flat[CONF_SAFETY_KEYWORDS])
-    options[CONF_DISMISSAL_CLEARS] = bool(flat[CONF_DISMISSAL_CLEARS])
-    if not MIN_RELOOK_MINUTES <= options[CONF_RELOOK_MINUTES] <= MAX_RELOOK_MINUTES:
+def number_in_range(key: str, raw: Any, field: str) -> float:
+    """An option's number checked against `OPTION_RANGES`; `<key>_out_of_range` on `field`."""
+    low, high = OPTION_RANGES[key]
+    try:
+        value = float(raw)
+    except TypeError, ValueError:
+        value = math.nan
+    if not low <= value <= high:  # also refuses NaN
         raise FlowError(
-            "relook_minutes_out_of_range",
-            placeholders={
-                "min": str(MIN_RELOOK_MINUTES),
-                "max": str(MAX_RELOOK_MINUTES),
-                "value": str(options[CONF_RELOOK_MINUTES]),
+            f"{key}_out_of_range",
+            field,
+            {
+                "min": f"{low:g}",
+                "max": f"{high:g}",
+                "value": f"{value:g}" if math.isfinite(value) else str(raw),
             },
         )
+    return value
+
+
+def _option_value(key: str, raw: Any, field: str) -> Any:
+    """One option as stored: numbers range-checked and of their type, the rest as entered."""
+    if key in OPTION_RANGES:
+        value = number_in_range(key, raw, field)
+        return int(value) if key in _INT_OPTIONS else value
+    return raw
+
+
+def options_from_form(form: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The options to store from the submitted form; raises `FlowError` for bad values.
+
+    Errors are put on the section that holds the option (the form shows them there).
+    """
+    flat = {**default_options(), **{k: v for section in form.values() for k, v in section.items()}}
+    section_of = {key: name for name, keys in OPTION_SECTIONS.items() for key in keys}
+    options = {
+        key: _option_value(key, value, section_of.get(key, "base")) for key, value in flat.items()
+    }
+    try:
+        options[CONF_SAFETY_KEYWORDS] = safety_keywords(flat[CONF_SAFETY_KEYWORDS])
+    except FlowError as err:
+        err.field = section_of[CONF_SAFETY_KEYWORDS]
+        raise
+    options[CONF_DISMISSAL_CLEARS] = bool(flat[CONF_DISMISSAL_CLEARS])
     if options[CONF_WINDOW_TRIGGER] > options[CONF_WINDOW_SIZE]:
         raise FlowError(
             "window_trigger_too_large",
+            section_of[CONF_WINDOW_TRIGGER],
             placeholders={
                 "trigger": str(options[CONF_WINDOW_TRIGGER]),
                 "size": str(options[CONF_WINDOW_SIZE]),

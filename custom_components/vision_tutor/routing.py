@@ -111,6 +111,16 @@ class Decision:
         return PRIORITY[self.reason] if self.reason and self.escalate else 0
 
 
+CONFIDENCE_DIGITS: Final = 3
+"""Decimals a confidence is shown with (attributes, the action's response, details): enough
+that a value and the threshold it is compared with never print alike unless they are."""
+
+
+def shown_confidence(value: float | None) -> float | None:
+    """A confidence rounded for showing; None stays None."""
+    return None if value is None else round(value, CONFIDENCE_DIGITS)
+
+
 def effective_confidence(stated: float | None, logprobs: Sequence[float] | None) -> float | None:
     """The stated confidence, lowered by token logprob evidence when there is any."""
     if not logprobs:
@@ -285,15 +295,24 @@ def _signal(
     return Decision(False, None, f"no signal: confidence {shown}, no safety flags", confidence)
 
 
+def below_text(value: float, threshold: float) -> str:
+    """ "value < threshold" with as many decimals as it takes to tell them apart (two at least,
+    six at most): 0.7195 below 0.72 reads "0.7195 < 0.7200", not "0.72 < 0.72"."""
+    digits = 2
+    while digits < 6 and f"{value:.{digits}f}" == f"{threshold:.{digits}f}":
+        digits += 1
+    return f"{value:.{digits}f} < {threshold:.{digits}f}"
+
+
 def _confidence_detail(stated: float | None, effective: float | None, threshold: float) -> str:
     if effective is None:
         return "low confidence: the student gave none"
     if stated is not None and effective < stated:
         return (
-            f"low confidence: {effective:.2f} < {threshold:.2f} "
+            f"low confidence: {below_text(effective, threshold)} "
             f"(stated {stated:.2f}, lowered by token logprobs)"
         )
-    return f"low confidence: {effective:.2f} < {threshold:.2f}"
+    return f"low confidence: {below_text(effective, threshold)}"
 
 
 def _must_shed(reason: EscalationReason, policy: RoutingPolicy, queue_depth: int) -> bool:

@@ -20,6 +20,7 @@ from homeassistant.util import dt as dt_util
 from . import VisionTutorConfigEntry, VisionTutorData
 from .coordinator import CameraCoordinator, CameraState
 from .entity import CameraEntity, HostEntity
+from .routing import shown_confidence
 
 # Coordinators do the fetching; entities only read their data.
 PARALLEL_UPDATES = 0
@@ -70,10 +71,10 @@ def _observation_attributes(state: CameraState) -> Mapping[str, Any]:
         "observations": list(observation.observations) if observation else [],
         "safety_flags": list(observation.safety_flags) if observation else [],
         # Whose answer is on display, whose confidences: the teacher's, or the student's.
-        "confidence": observation.confidence if observation else None,
-        "effective_confidence": _effective(state),
-        "student_confidence": student.confidence if student else None,
-        "student_effective_confidence": decision.effective_confidence,
+        "confidence": shown_confidence(observation.confidence) if observation else None,
+        "effective_confidence": shown_confidence(_effective(state)),
+        "student_confidence": shown_confidence(student.confidence) if student else None,
+        "student_effective_confidence": shown_confidence(decision.effective_confidence),
         "source": analysis.source,
         "escalated": decision.escalate,
         "escalation_reason": str(decision.reason) if decision.reason else None,
@@ -85,6 +86,8 @@ def _observation_attributes(state: CameraState) -> Mapping[str, Any]:
         "model": analysis.model,
         "latency_ms": round(analysis.latency_ms),
         "analysed_at": analysis.analysed_at,
+        # The latest frame's answer stays on display; this says no newer frame is coming.
+        "paused": state.paused,
     }
 
 
@@ -104,7 +107,7 @@ def _effective(state: CameraState) -> float | None:
 
 
 def _confidence_percent(state: CameraState) -> float | None:
-    effective = _effective(state)
+    effective = shown_confidence(_effective(state))
     return None if effective is None else round(effective * 100, 1)
 
 

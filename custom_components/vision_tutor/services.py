@@ -25,6 +25,7 @@ from .contract import SAFETY_FLAGS
 from .coordinator import CameraCoordinator
 from .lab import PromptLab
 from .pipeline import Analysis
+from .routing import shown_confidence
 from .teacher import TeacherRequestError
 
 SERVICE_ANALYZE = "analyze"
@@ -36,15 +37,14 @@ ATTR_CAMERA = "camera"
 ATTR_FORCE_TEACHER = "force_teacher"
 ATTR_CONFIG_ENTRY = "config_entry_id"
 
-ANALYZE_SCHEMA = probatio.All(
-    probatio.Schema(
-        {
-            probatio.Optional(ATTR_CAMERA): cv.entity_id,
-            probatio.Optional(ATTR_DEVICE_ID): cv.string,
-            probatio.Optional(ATTR_FORCE_TEACHER, default=False): cv.boolean,
-        }
-    ),
-    cv.has_at_least_one_key(ATTR_CAMERA, ATTR_DEVICE_ID),
+# Which camera is checked by the action itself, so a call without one gets a translated error
+# rather than the validator's text.
+ANALYZE_SCHEMA = probatio.Schema(
+    {
+        probatio.Optional(ATTR_CAMERA): cv.entity_id,
+        probatio.Optional(ATTR_DEVICE_ID): cv.string,
+        probatio.Optional(ATTR_FORCE_TEACHER, default=False): cv.boolean,
+    }
 )
 
 
@@ -177,9 +177,13 @@ async def _lab_call(lab: PromptLab, method: str, path: str, body: Any = None) ->
 
 
 async def _async_analyze(call: ServiceCall) -> ServiceResponse:
+    if not call.data.get(ATTR_CAMERA) and not call.data.get(ATTR_DEVICE_ID):
+        raise ServiceValidationError(translation_domain=DOMAIN, translation_key="no_camera_given")
     camera = _find_camera(call.hass, call.data.get(ATTR_CAMERA), call.data.get(ATTR_DEVICE_ID))
     analysis = await camera.async_analyse_now(force_teacher=call.data[ATTR_FORCE_TEACHER])
-    return analysis_response(camera.camera_entity, analysis)
+    state = camera.data
+    status = state.teacher_status if state.analysis is analysis else None
+    return analysis_response(camera.camera_entity, analysis, status)
 
 
 def _find_camera(
@@ -212,7 +216,20 @@ def _find_camera(
     )
 
 
-def analysis_response(camera: str, analysis: Analysis) -> dict[str, Any]:
+def teacher_status_text(analysis: Analysis, status: str | None) -> str:
+    """What became of the frame with the teacher, in the words of the sensor's `teacher`
+    attribute; "not sent" (and why) for a frame that was not escalated."""
+    decision = analysis.decision
+    if decision.escalate:
+        return status or "sending"
+    if decision.shed:
+        return "not sent (shed: the teacher's queue was full)"
+    return "not sent (no escalation signal)"
+
+
+def analysis_response(
+    camera: str, analysis: Analysis, teacher_status: str | None = None
+) -> dict[str, Any]:
     """An analysis as JSON-friendly response data."""
     observation = analysis.observation
     decision = analysis.decision
@@ -221,8 +238,9 @@ def analysis_response(camera: str, analysis: Analysis) -> dict[str, Any]:
         "summary": observation.summary if observation else None,
         "observations": list(observation.observations) if observation else [],
         "safety_flags": list(observation.safety_flags) if observation else [],
-        "confidence": observation.confidence if observation else None,
-        "effective_confidence": decision.effective_confidence,
+        "confidence": shown_confidence(observation.confidence) if observation else None,
+        "effective_confidence": shown_confidence(decision.effective_confidence),
+        "teacher": teacher_status_text(analysis, teacher_status),
         "student_error": None if observation else getattr(analysis.result, "reason", None),
         "escalated": decision.escalate,
         "escalation_reason": str(decision.reason) if decision.reason else None,

@@ -19,8 +19,9 @@ The sensor's flags are the hazards that persist *now*, not the window's history:
 from __future__ import annotations
 
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,21 @@ class SafetyState:
     flags: tuple[str, ...]
     since: datetime | None
     confirmed_by_teacher: bool
+    progress: WindowProgress | None = None
+    """How far the window is on its way to the other state; None when it is not on its way."""
+
+
+@dataclass(frozen=True, slots=True)
+class WindowProgress:
+    """The k-of-n evidence on its way: why a flagged frame does not (yet) turn the sensor on,
+    or why it stays on while frames are clean. Changes only with an analysed frame that moves
+    the evidence, so it is no stream of attribute changes."""
+
+    phase: Literal["watching", "clearing"]
+    """watching: off, with flagged frames short of the trigger; clearing: on, with clean frames
+    in a row short of what clears it."""
+    frames: int
+    needed: int
 
 
 @dataclass(slots=True)
@@ -94,6 +110,20 @@ class SafetyWindow:
         self, flags: frozenset[str] | tuple[str, ...] | None, at: datetime
     ) -> SafetyState:
         """Record an analysed frame; None is a frame the student could not read."""
+        self._add_frame(flags, at)
+        return self._with_progress()
+
+    def _with_progress(self) -> SafetyState:
+        """The state with how far the evidence has got towards the other state."""
+        progress = None
+        if self._state.on and self._clean_run:
+            progress = WindowProgress("clearing", self._clean_run, self.config.clean_to_clear)
+        elif not self._state.on and (flagged := sum(1 for frame in self._evidence if frame)):
+            progress = WindowProgress("watching", flagged, self.config.flagged_to_trigger)
+        self._state = replace(self._state, progress=progress)
+        return self._state
+
+    def _add_frame(self, flags: frozenset[str] | tuple[str, ...] | None, at: datetime) -> None:
         frame = None if flags is None else frozenset(flags)
         self._frames.append(frame)
         self._evidence.append(frame)
@@ -105,12 +135,12 @@ class SafetyWindow:
         if self._state.on:
             if self._clean_run >= self.config.clean_to_clear:
                 self._clear()
-                return self._state
+                return
             if frame is not None:
                 for flag in {*self._absent, *frame}:
                     self._absent[flag] = 0 if flag in frame else self._absent.get(flag, 0) + 1
             self._show(self._current_flags(frame), self._state.since)
-            return self._state
+            return
 
         if sum(1 for frame in self._evidence if frame) >= self.config.flagged_to_trigger:
             flags_now = self._persistent_flags() or tuple(
@@ -118,7 +148,6 @@ class SafetyWindow:
             )
             self._absent = self._absence_since_clear()
             self._show(flags_now, at)
-        return self._state
 
     def teacher_confirmed(self, flags: tuple[str, ...], at: datetime) -> SafetyState:
         """The teacher saw the hazard: on at once with its flags, whatever the window says."""
@@ -128,7 +157,7 @@ class SafetyWindow:
             self._absent[flag] = 0
         self._clean_run = 0
         self._show(tuple(dict.fromkeys((*self._state.flags, *flags))), since)
-        return self._state
+        return self._with_progress()
 
     def teacher_dismissed(self) -> SafetyState:
         """The teacher saw no hazard where the student did: clear, and forget the flagged frames."""
@@ -136,7 +165,7 @@ class SafetyWindow:
             (frozenset() if frame else frame for frame in self._frames), maxlen=self.config.size
         )
         self._clear()
-        return self._state
+        return self._with_progress()
 
     def _clear(self) -> None:
         self._state = SafetyState(False, (), None, False)

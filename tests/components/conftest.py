@@ -87,14 +87,20 @@ async def camera(hass: HomeAssistant, library: SceneLibrary) -> SceneCamera:
 
 
 def camera_subentry(
-    *, motion: str | None = None, interval: int = SCAN_INTERVAL, description: str = ""
+    *,
+    motion: str | None = None,
+    interval: int = SCAN_INTERVAL,
+    description: str = "",
+    overrides: dict[str, object] | None = None,
 ) -> ConfigSubentryData:
+    """The front door's subentry; `overrides` are its own values of hub options."""
     return ConfigSubentryData(
         data={
             CONF_CAMERA_ENTITY: CAMERA_ENTITY,
             CONF_SCAN_INTERVAL: interval,
             CONF_MOTION_ENTITY: motion,
             CONF_SCENE_DESCRIPTION: description,
+            **(overrides or {}),
         },
         subentry_id=SUBENTRY_ID,
         subentry_type=SUBENTRY_CAMERA,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import probatio
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_capture_events
 
@@ -27,6 +26,7 @@ RESPONSE_KEYS = {
     "safety_flags",
     "confidence",
     "effective_confidence",
+    "teacher",
     "student_error",
     "escalated",
     "escalation_reason",
@@ -82,6 +82,8 @@ async def test_analyze_by_camera_entity_returns_what_the_entities_show(
     assert float(hass.states.get(CONFIDENCE).state) == round(
         response["effective_confidence"] * 100, 1
     )
+    # Rounded for reading, to the three decimals the detail compares with.
+    assert response["effective_confidence"] == round(response["effective_confidence"], 3)
 
 
 async def test_analyze_by_the_cameras_device(
@@ -116,11 +118,14 @@ async def test_force_teacher_escalates_a_calm_frame(
     escalations = async_capture_events(hass, EVENT_ESCALATION)
     calm = await _analyze(hass, camera=CAMERA_ENTITY)
     assert calm["escalated"] is False
+    assert calm["teacher"] == "not sent (no escalation signal)"
     assert escalations == []
 
     forced = await _analyze(hass, camera=CAMERA_ENTITY, force_teacher=True)
 
     assert forced["escalated"] is True
+    # This entry has no teacher service: the response says what became of the frame.
+    assert forced["teacher"] == "not reviewed (no teacher is configured)"
     assert forced["escalation_reason"] == "audit"
     assert forced["escalation_detail"].startswith("requested by an action; no signal")
     assert len(escalations) == 1
@@ -192,8 +197,13 @@ async def test_analyze_the_hub_device(
 async def test_analyze_needs_a_camera_or_a_device(
     hass: HomeAssistant, entry: MockConfigEntry
 ) -> None:
-    with pytest.raises(probatio.Invalid, match="at least one of"):
+    """A translated error that says what is missing, not the validator's text."""
+    with pytest.raises(ServiceValidationError) as raised:
         await _analyze(hass, force_teacher=True)
+    assert raised.value.translation_domain == DOMAIN
+    assert raised.value.translation_key == "no_camera_given"
+    assert "camera" in str(raised.value)
+    assert "at least one of" not in str(raised.value)
 
 
 async def test_analyze_a_broken_camera(

@@ -173,7 +173,8 @@ async def test_student_only_setup(
     result = await submit(hass, result, {CONF_TEACHER_MODE: TEACHER_MODE_NONE})
     assert result["type"] is FlowResultType.CREATE_ENTRY
     entry = result["result"]
-    assert entry.title == simulator.url.removeprefix("http://")
+    # The hub's name, not its address: the device and its entity ids are named after it.
+    assert entry.title == "Vision Tutor"
     assert entry.unique_id == simulator.url
     assert dict(entry.data) == {
         CONF_STUDENT_URL: simulator.url,
@@ -639,8 +640,8 @@ async def test_reconfigure_moves_the_entry_to_another_host(
             assert entry.data[CONF_STUDENT_URL] == host.url
         await hass.async_block_till_done()
 
-    # A generated title follows the host; one the user chose is kept.
-    assert generated.title == simulator.url.removeprefix("http://")
+    # A title made of the old host's address becomes a hub name; one the user chose is kept.
+    assert generated.title == "Vision Tutor"
     assert named.title == "Garage GPU"
 
 

@@ -5,17 +5,21 @@ from __future__ import annotations
 from typing import Any
 from unittest.mock import AsyncMock
 
+import probatio
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from homeassistant.config_entries import SOURCE_USER, ConfigSubentryData
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
-from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers import config_validation as cv, entity_registry as er
 
 from custom_components.vision_tutor.const import (
+    CONF_AUDIT_RATE,
     CONF_CAMERA_ENTITY,
+    CONF_MIN_CONFIDENCE,
     CONF_MOTION_ENTITY,
+    CONF_SAFETY_KEYWORDS,
     CONF_SCAN_INTERVAL,
     CONF_SCENE_DESCRIPTION,
     CONF_STUDENT_MODEL,
@@ -35,6 +39,8 @@ from .test_config_flow_helpers import (
 FRONT_DOOR = "camera.front_door"
 GARDEN = "camera.garden"
 PORCH_MOTION = "binary_sensor.porch_motion"
+NO_OVERRIDES = {CONF_MIN_CONFIDENCE: None, CONF_SAFETY_KEYWORDS: None, CONF_AUDIT_RATE: None}
+"""A camera that overrides none of the hub's options."""
 
 
 @pytest.fixture(autouse=True)
@@ -142,6 +148,7 @@ async def test_add_camera_with_interval_motion_and_scene(
         CONF_SCAN_INTERVAL: 60,
         CONF_MOTION_ENTITY: PORCH_MOTION,
         CONF_SCENE_DESCRIPTION: "back garden, pond on the left",
+        **NO_OVERRIDES,
     }
     assert len(entry.subentries) == 2
 
@@ -159,6 +166,7 @@ async def test_add_camera_on_motion_only(hass: HomeAssistant, entry: MockConfigE
         CONF_SCAN_INTERVAL: 0,
         CONF_MOTION_ENTITY: PORCH_MOTION,
         CONF_SCENE_DESCRIPTION: "",
+        **NO_OVERRIDES,
     }
 
 
@@ -228,11 +236,42 @@ async def test_add_camera_that_is_registered_but_offline(
     assert result["title"] == nameless.entity_id
 
 
-async def test_same_camera_twice_aborts(hass: HomeAssistant, entry: MockConfigEntry) -> None:
-    result = await submit(hass, await add(hass, entry), {CONF_CAMERA_ENTITY: FRONT_DOOR})
-    assert result["type"] is FlowResultType.ABORT
-    assert result["reason"] == "already_configured"
+def picker(result: Any) -> dict[str, Any]:
+    """The camera field's entity selector config, as the frontend receives it."""
+    fields = probatio.to_field_list(result["data_schema"], custom_serializer=cv.custom_serializer)
+    field = next(f for f in fields if f["name"] == CONF_CAMERA_ENTITY)
+    config: dict[str, Any] = field["selector"]["entity"]
+    return config
+
+
+async def test_the_picker_leaves_out_monitored_cameras(
+    hass: HomeAssistant, entry: MockConfigEntry
+) -> None:
+    result = await add(hass, entry)
+    assert picker(result)["exclude_entities"] == [FRONT_DOOR]
+    result = await submit(hass, result, {CONF_CAMERA_ENTITY: GARDEN})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+    assert picker(await add(hass, entry))["exclude_entities"] == [FRONT_DOOR, GARDEN]
+    # Editing a camera offers its own camera, not the others.
+    result = await entry.start_subentry_reconfigure_flow(hass, subentry_id(entry, FRONT_DOOR))
+    assert picker(result)["exclude_entities"] == [GARDEN]
+
+
+async def test_same_camera_twice_is_a_field_error(
+    hass: HomeAssistant, entry: MockConfigEntry
+) -> None:
+    """Picked anyway (through the API): the form says so on the field and stays open."""
+    result = await submit(
+        hass, await add(hass, entry), {CONF_CAMERA_ENTITY: FRONT_DOOR, CONF_SCAN_INTERVAL: 45}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {CONF_CAMERA_ENTITY: "camera_already_monitored"}
+    assert suggested(result) == {CONF_CAMERA_ENTITY: FRONT_DOOR, CONF_SCAN_INTERVAL: 45}
     assert len(entry.subentries) == 1
+
+    result = await submit(hass, result, {CONF_CAMERA_ENTITY: GARDEN, CONF_SCAN_INTERVAL: 45})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
 
 
 async def test_edit_camera(
@@ -266,6 +305,7 @@ async def test_edit_camera(
         CONF_SCAN_INTERVAL: 0,
         CONF_MOTION_ENTITY: PORCH_MOTION,
         CONF_SCENE_DESCRIPTION: "front door, porch light at night",
+        **NO_OVERRIDES,
     }
     assert edited.title == "Front door"
     # No update listener here, so the flow reloads the entry itself.
@@ -317,3 +357,91 @@ async def test_remove_camera_keeps_the_entry(hass: HomeAssistant, entry: MockCon
     # The removed camera can be added again.
     result = await submit(hass, await add(hass, entry), {CONF_CAMERA_ENTITY: FRONT_DOOR})
     assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+def section_suggested(result: Any, name: str) -> dict[str, Any]:
+    """The suggested values of a form section's fields."""
+    marker = next(m for m in result["data_schema"].schema if m.schema == name)
+    return suggested({"data_schema": result["data_schema"].schema[marker].schema})
+
+
+async def test_add_camera_with_its_own_routing_options(
+    hass: HomeAssistant, entry: MockConfigEntry
+) -> None:
+    result = await submit(
+        hass,
+        await add(hass, entry),
+        {
+            CONF_CAMERA_ENTITY: GARDEN,
+            "overrides": {CONF_MIN_CONFIDENCE: 0.5, CONF_SAFETY_KEYWORDS: ["Smoke", "gas leak"]},
+        },
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    garden = entry.subentries[subentry_id(entry, GARDEN)]
+    assert garden.data[CONF_MIN_CONFIDENCE] == 0.5
+    assert garden.data[CONF_SAFETY_KEYWORDS] == ["smoke", "gas leak"]
+    assert garden.data[CONF_AUDIT_RATE] is None
+
+    # Editing it shows them in their section; emptying one gives it back to the hub.
+    result = await entry.start_subentry_reconfigure_flow(hass, garden.subentry_id)
+    assert section_suggested(result, "overrides") == {
+        CONF_MIN_CONFIDENCE: 0.5,
+        CONF_SAFETY_KEYWORDS: ["smoke", "gas leak"],
+    }
+    result = await submit(
+        hass,
+        result,
+        {CONF_CAMERA_ENTITY: GARDEN, "overrides": {CONF_SAFETY_KEYWORDS: ["smoke"]}},
+    )
+    assert result["reason"] == "reconfigure_successful"
+    garden = entry.subentries[garden.subentry_id]
+    assert garden.data[CONF_MIN_CONFIDENCE] is None
+    assert garden.data[CONF_SAFETY_KEYWORDS] == ["smoke"]
+
+
+@pytest.mark.parametrize(
+    ("form", "errors", "placeholders"),
+    [
+        # Was the number field's untranslated "Value -1.0 is too small".
+        (
+            {CONF_SCAN_INTERVAL: -1},
+            {CONF_SCAN_INTERVAL: "scan_interval_out_of_range"},
+            {"min": "0", "max": "86400", "value": "-1"},
+        ),
+        (
+            {"overrides": {CONF_MIN_CONFIDENCE: 1.5}},
+            {"overrides": "min_confidence_out_of_range"},
+            {"min": "0", "max": "1", "value": "1.5"},
+        ),
+        (
+            {"overrides": {CONF_AUDIT_RATE: -1}},
+            {"overrides": "audit_rate_out_of_range"},
+            {"min": "0", "max": "100000", "value": "-1"},
+        ),
+        (
+            {"overrides": {CONF_SAFETY_KEYWORDS: ["<script>"]}},
+            {"overrides": "invalid_safety_keyword"},
+            {"keyword": "<script>"},
+        ),
+    ],
+)
+@pytest.mark.parametrize("editing", [False, True])
+async def test_camera_form_errors_are_translated(
+    hass: HomeAssistant,
+    entry: MockConfigEntry,
+    form: dict[str, Any],
+    errors: dict[str, str],
+    placeholders: dict[str, str],
+    editing: bool,
+) -> None:
+    if editing:
+        result = await entry.start_subentry_reconfigure_flow(hass, subentry_id(entry, FRONT_DOOR))
+        camera_entity = FRONT_DOOR
+    else:
+        result = await add(hass, entry)
+        camera_entity = GARDEN
+    result = await submit(hass, result, {CONF_CAMERA_ENTITY: camera_entity, **form})
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == errors
+    assert placeholders.items() <= result["description_placeholders"].items()
+    assert entry.subentries[subentry_id(entry, FRONT_DOOR)].data[CONF_SCAN_INTERVAL] == 30

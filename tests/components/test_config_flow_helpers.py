@@ -44,7 +44,9 @@ from homeassistant.helpers.selector import SelectSelector
 import custom_components.vision_tutor as integration
 from custom_components.vision_tutor import flow_helpers
 from custom_components.vision_tutor.const import (
+    CONF_AUDIT_RATE,
     CONF_CAMERA_ENTITY,
+    CONF_MIN_CONFIDENCE,
     CONF_MOTION_ENTITY,
     CONF_SAFETY_KEYWORDS,
     CONF_SCAN_INTERVAL,
@@ -61,11 +63,13 @@ from custom_components.vision_tutor.const import (
 )
 from custom_components.vision_tutor.flow_helpers import (
     OPTION_DEFAULTS,
+    OPTION_RANGES,
     FlowError,
     Teacher,
     camera_data,
     default_options,
     entity_name,
+    hub_title,
     normalise_url,
     options_from_form,
     options_to_form,
@@ -344,6 +348,12 @@ def test_normalise_url(raw: str, expected: str | None) -> None:
     assert normalise_url(raw, default_port=11434) == expected
 
 
+def test_hub_title_is_a_name_not_an_address() -> None:
+    assert hub_title([]) == "Vision Tutor"
+    assert hub_title(["Kitchen GPU"]) == "Vision Tutor"
+    assert hub_title(["Vision Tutor", "Vision Tutor 2"]) == "Vision Tutor 3"
+
+
 def test_url_title_drops_the_scheme() -> None:
     assert url_title("http://192.168.1.20:11434") == "192.168.1.20:11434"
     assert url_title("https://ollama.example.com/gpu") == "ollama.example.com/gpu"
@@ -448,7 +458,46 @@ def test_camera_data_normalises_the_form(hass: HomeAssistant) -> None:
         CONF_SCAN_INTERVAL: 12,
         CONF_MOTION_ENTITY: None,
         CONF_SCENE_DESCRIPTION: "porch, light at night",
+        CONF_MIN_CONFIDENCE: None,
+        CONF_SAFETY_KEYWORDS: None,
+        CONF_AUDIT_RATE: None,
     }
+
+
+def test_camera_data_keeps_the_overrides_entered(hass: HomeAssistant) -> None:
+    hass.states.async_set("camera.kitchen", "idle")
+    data = camera_data(
+        hass,
+        {
+            CONF_CAMERA_ENTITY: "camera.kitchen",
+            CONF_SCAN_INTERVAL: 30,
+            "overrides": {CONF_MIN_CONFIDENCE: 0.5, CONF_SAFETY_KEYWORDS: [" Smoke ", "gas leak"]},
+        },
+    )
+    assert data[CONF_MIN_CONFIDENCE] == 0.5
+    assert data[CONF_SAFETY_KEYWORDS] == ["smoke", "gas leak"]
+    assert data[CONF_AUDIT_RATE] is None, "left empty: the hub's rate"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({CONF_MIN_CONFIDENCE: 1.2}, "min_confidence_out_of_range"),
+        ({CONF_AUDIT_RATE: -3}, "audit_rate_out_of_range"),
+        ({CONF_SAFETY_KEYWORDS: ["<b>"]}, "invalid_safety_keyword"),
+    ],
+)
+def test_camera_overrides_rejected_on_their_section(
+    hass: HomeAssistant, overrides: dict[str, Any], reason: str
+) -> None:
+    hass.states.async_set("camera.kitchen", "idle")
+    with pytest.raises(FlowError) as err:
+        camera_data(
+            hass,
+            {CONF_CAMERA_ENTITY: "camera.kitchen", CONF_SCAN_INTERVAL: 30, "overrides": overrides},
+        )
+    assert err.value.reason == reason
+    assert err.value.field == "overrides"
 
 
 def test_entity_name(hass: HomeAssistant, entity_registry: er.EntityRegistry) -> None:
@@ -494,5 +543,8 @@ def test_every_flow_string_is_used() -> None:
     for strings in sections:
         for kind in ("step", "error", "abort"):
             for key in strings.get(kind, {}):
-                if key not in ("user", "reconfigure", "init", "already_configured"):
-                    assert f'"{key}"' in source, f"{kind} {key} is translated but never used"
+                if key in ("user", "reconfigure", "init", "already_configured"):
+                    continue
+                if kind == "error" and key.removesuffix("_out_of_range") in OPTION_RANGES:
+                    continue  # made by number_in_range from the option's key
+                assert f'"{key}"' in source, f"{kind} {key} is translated but never used"

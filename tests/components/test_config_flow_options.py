@@ -9,7 +9,7 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType, InvalidData
+from homeassistant.data_entry_flow import FlowResultType
 
 from custom_components.vision_tutor.const import (
     CONF_STUDENT_MODEL,
@@ -18,8 +18,10 @@ from custom_components.vision_tutor.const import (
     DOMAIN,
     TEACHER_MODE_NONE,
 )
+from custom_components.vision_tutor.flow_helpers import OPTION_RANGES
 
 from .test_config_flow_helpers import (
+    TRANSLATIONS,
     SetupCalls,
     flow_translations_fixture,  # noqa: F401  (fixture)
     no_entry_setup_fixture,  # noqa: F401  (fixture)
@@ -151,28 +153,55 @@ async def test_options_saved_flat_and_cleaned(
 
 
 @pytest.mark.parametrize(
-    ("changes", "error", "placeholders"),
+    ("changes", "errors", "placeholders"),
     [
         (
             {"safety_sensor": {"window_size": 3, "window_trigger": 4}},
-            "window_trigger_too_large",
+            {"safety_sensor": "window_trigger_too_large"},
             {"trigger": "4", "size": "3"},
         ),
-        ({"routing": {"safety_keywords": []}}, "no_safety_keywords", {}),
+        ({"routing": {"safety_keywords": []}}, {"routing": "no_safety_keywords"}, {}),
         (
             {"routing": {"safety_keywords": ["fire", "<script>"]}},
-            "invalid_safety_keyword",
+            {"routing": "invalid_safety_keyword"},
             {"keyword": "<script>"},
         ),
         (
             {"performance": {"relook_minutes": 0}},
-            "relook_minutes_out_of_range",
+            {"performance": "relook_minutes_out_of_range"},
             {"min": "1", "max": "1440", "value": "0"},
         ),
         (
             {"performance": {"relook_minutes": 2000}},
-            "relook_minutes_out_of_range",
+            {"performance": "relook_minutes_out_of_range"},
             {"min": "1", "max": "1440", "value": "2000"},
+        ),
+        # What the number fields' own check refused in untranslated validator text ("Value 1.5
+        # is too large at 'routing.min_confidence'"): now an error that names field and range.
+        (
+            {"routing": {"min_confidence": 1.5}},
+            {"routing": "min_confidence_out_of_range"},
+            {"min": "0", "max": "1", "value": "1.5"},
+        ),
+        (
+            {"performance": {"frame_width": 100}},
+            {"performance": "frame_width_out_of_range"},
+            {"min": "256", "max": "1920", "value": "100"},
+        ),
+        (
+            {"performance": {"max_concurrent": 0}},
+            {"performance": "max_concurrent_out_of_range"},
+            {"min": "1", "max": "16", "value": "0"},
+        ),
+        (
+            {"safety_sensor": {"window_size": 0, "window_trigger": 1}},
+            {"safety_sensor": "window_size_out_of_range"},
+            {"min": "1", "max": "50", "value": "0"},
+        ),
+        (
+            {"routing": {"audit_rate": -1}},
+            {"routing": "audit_rate_out_of_range"},
+            {"min": "0", "max": "100000", "value": "-1"},
         ),
     ],
 )
@@ -180,35 +209,26 @@ async def test_options_errors_keep_everything_entered(
     hass: HomeAssistant,
     entry: MockConfigEntry,
     changes: dict[str, dict[str, Any]],
-    error: str,
+    errors: dict[str, str],
     placeholders: dict[str, str],
 ) -> None:
+    """Each error is translated and shown on the section that holds the field."""
     performance = {"frame_width": 512, "max_concurrent": 1, **changes.pop("performance", {})}
     entered = form(performance=performance, **changes)
     result = await hass.config_entries.options.async_init(entry.entry_id)
     result = await hass.config_entries.options.async_configure(result["flow_id"], entered)
     assert result["type"] is FlowResultType.FORM
-    assert result["errors"] == {"base": error}
+    assert result["errors"] == errors
     assert result["description_placeholders"] == placeholders
     assert suggested(result) == entered
     assert dict(entry.options) == {}
 
 
-@pytest.mark.parametrize(
-    "changes",
-    [
-        {"routing": {"min_confidence": 1.5}},
-        {"performance": {"frame_width": 4096}},
-        {"performance": {"max_concurrent": 0}},
-        {"safety_sensor": {"window_size": 0}},
-    ],
-)
-async def test_options_out_of_range_refused_by_the_form(
-    hass: HomeAssistant, entry: MockConfigEntry, changes: dict[str, dict[str, Any]]
-) -> None:
-    result = await hass.config_entries.options.async_init(entry.entry_id)
-    with pytest.raises(InvalidData):
-        await hass.config_entries.options.async_configure(result["flow_id"], form(**changes))
+def test_every_option_range_has_a_translated_error() -> None:
+    errors = TRANSLATIONS["options"]["error"]
+    for key in OPTION_RANGES:
+        assert "{min}" in errors[f"{key}_out_of_range"], key
+        assert "{value}" in errors[f"{key}_out_of_range"], key
 
 
 async def test_options_of_an_entry_that_reloads_itself(

@@ -13,17 +13,27 @@ from syrupy.assertion import SnapshotAssertion
 from syrupy.filters import props
 from syrupy.types import PropertyPath
 
+from homeassistant.config_entries import SOURCE_USER
 from homeassistant.const import STATE_ON, Platform
 from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 
-from custom_components.vision_tutor.const import DOMAIN
+from custom_components.vision_tutor.const import (
+    CONF_STUDENT_MODEL,
+    CONF_STUDENT_URL,
+    CONF_TEACHER_MODE,
+    DOMAIN,
+    TEACHER_MODE_NONE,
+)
 from simulator.scenes import SceneLibrary
 from simulator.server import RunningSimulator
 
 from .conftest import ENTRY_ID, SUBENTRY_ID, SceneCamera, make_entry
 from .helpers import (
+    ANALYSE_NOW,
     ANALYSED_FRAME,
+    ANALYSIS_SWITCH,
     CONFIDENCE,
     CONNECTIVITY,
     ESCALATIONS_PER_HOUR,
@@ -68,7 +78,10 @@ def _assert_platform(
         assert state == snapshot(name=f"{entity_entry.entity_id}-state", matcher=_matcher)
 
 
-@pytest.mark.parametrize("platform", [Platform.SENSOR, Platform.BINARY_SENSOR, Platform.EVENT])
+@pytest.mark.parametrize(
+    "platform",
+    [Platform.SENSOR, Platform.BINARY_SENSOR, Platform.EVENT, Platform.SWITCH, Platform.BUTTON],
+)
 async def test_entities_of_a_calm_camera(
     hass: HomeAssistant,
     simulator: RunningSimulator,
@@ -127,5 +140,38 @@ async def test_a_hub_device_and_a_camera_device_under_it(
         assert entity_entry.config_subentry_id == expected_subentry, entity_entry.entity_id
     assert by_device == {
         hub.id: {CONNECTIVITY, ESCALATIONS_PER_HOUR, PROMPT_VERSION},
-        front_door.id: {OBSERVATION, CONFIDENCE, SAFETY, SAFETY_EVENT, ANALYSED_FRAME},
+        front_door.id: {
+            OBSERVATION,
+            CONFIDENCE,
+            SAFETY,
+            SAFETY_EVENT,
+            ANALYSED_FRAME,
+            ANALYSIS_SWITCH,
+            ANALYSE_NOW,
+        },
     }
+
+
+async def test_hub_entity_ids_come_from_the_hubs_name(
+    hass: HomeAssistant, simulator: RunningSimulator, device_registry: dr.DeviceRegistry
+) -> None:
+    """Set up as a user does (the config flow): ids from the hub's name, not host and port."""
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    for step in (
+        {CONF_STUDENT_URL: simulator.url},
+        {CONF_STUDENT_MODEL: "gemma4:e2b"},
+        {CONF_TEACHER_MODE: TEACHER_MODE_NONE},
+    ):
+        result = await hass.config_entries.flow.async_configure(result["flow_id"], step)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+
+    entry = result["result"]
+    hub = device_registry.async_get_device_by_identifier((DOMAIN, entry.entry_id), entry.entry_id)
+    assert hub is not None
+    assert hub.name == "Vision Tutor"
+    assert hass.states.get("binary_sensor.vision_tutor_student_connectivity").state == STATE_ON
+    assert hass.states.get("sensor.vision_tutor_escalations_per_hour") is not None
+    assert not [
+        state.entity_id for state in hass.states.async_all() if "127_0_0_1" in state.entity_id
+    ]

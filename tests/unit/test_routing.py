@@ -11,6 +11,7 @@ from custom_components.vision_tutor.routing import (
     PRIORITY,
     EscalationReason,
     RoutingPolicy,
+    below_text,
     effective_confidence,
     keyword_pattern,
     route,
@@ -87,6 +88,15 @@ def test_low_stated_confidence_escalates() -> None:
     decision = _route(Observation("A driveway", ("car",), (), 0.5))
     assert decision.reason is EscalationReason.LOW_CONFIDENCE
     assert decision.detail == "low confidence: 0.50 < 0.72"
+
+
+def test_a_confidence_just_below_the_threshold_never_reads_as_equal_to_it() -> None:
+    """Printed with two decimals, 0.7195 < 0.72 read "0.72 < 0.72"."""
+    decision = _route(Observation("A driveway", ("car",), (), 0.7195))
+    assert decision.reason is EscalationReason.LOW_CONFIDENCE
+    assert decision.detail == "low confidence: 0.7195 < 0.7200"
+    assert below_text(0.71999, 0.72) == "0.71999 < 0.72000"
+    assert below_text(0.5, 0.72) == "0.50 < 0.72"
 
 
 def test_missing_confidence_counts_as_low() -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from custom_components.vision_tutor.temporal import SafetyWindow, WindowConfig
+from custom_components.vision_tutor.temporal import SafetyWindow, WindowConfig, WindowProgress
 
 T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
@@ -148,3 +148,27 @@ def test_a_teacher_confirmed_flag_is_shown_until_it_has_gone_like_any_other() ->
     state = window.add_frame(("weapon",), _at(2))
     assert state.flags == ("weapon",)
     assert not state.confirmed_by_teacher
+
+
+def test_the_state_says_how_far_the_evidence_has_got() -> None:
+    """What the card explains: "watching: 1 of 2 flagged frames", "clearing: 2 of 3 clean"."""
+    window = SafetyWindow(WindowConfig(size=5, flagged_to_trigger=2, clean_to_clear=3))
+    assert window.add_frame((), _at(0)).progress is None
+    watching = window.add_frame(("fire",), _at(1))
+    assert not watching.on
+    assert watching.progress == WindowProgress("watching", 1, 2)
+    # A clean frame does not make the flagged one vanish: it is still in the window.
+    assert window.add_frame((), _at(2)).progress == WindowProgress("watching", 1, 2)
+    on = window.add_frame(("fire",), _at(3))
+    assert on.on
+    assert on.progress is None, "on, and nothing on its way to clearing it"
+    assert window.add_frame((), _at(4)).progress == WindowProgress("clearing", 1, 3)
+    assert window.add_frame((), _at(5)).progress == WindowProgress("clearing", 2, 3)
+    # An unreadable frame breaks the clean run.
+    assert window.add_frame(None, _at(6)).progress is None
+    window.add_frame((), _at(7))
+    window.add_frame((), _at(8))
+    cleared = window.add_frame((), _at(9))
+    assert not cleared.on
+    assert cleared.progress is None, "cleared: the old flagged frames no longer count"
+    assert window.teacher_dismissed().progress is None
