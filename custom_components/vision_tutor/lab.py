@@ -2,8 +2,15 @@
 
 The add-on's lab writes and scores candidate prompts and promotes the best; the integration
 switches the student's system prompt when a `prompt` event says so, and remembers it in
-.storage so a restart (or the add-on being down) keeps the promoted prompt. The lab's seed
-prompt is not used: until something is promoted, the built-in prompt stays.
+.storage so a restart (or the add-on being down) keeps the promoted prompt.
+
+The lab and Home Assistant name the same prompt. A new lab's active prompt is its own plain
+seed (v1), which the student does not use: the integration keeps its built-in prompt. So on
+first contact, while the student still has the built-in prompt and the lab its seed, the
+integration registers the built-in prompt in the lab and promotes it there. From then on the
+lab scores and improves the prompt the student really uses, and both say the same version
+(never "builtin" in Home Assistant beside "active prompt v1" in the lab). Otherwise the lab's
+active prompt is the student's, whatever its source (a rollback to the seed included).
 """
 
 from __future__ import annotations
@@ -19,12 +26,16 @@ from homeassistant.helpers.storage import Store
 
 from .const import DOMAIN
 from .coordinator import ActivePrompt
+from .prompts import STUDENT_SYSTEM_PROMPT
 from .teacher import StreamEvent, TeacherLink, TeacherRequestError
 
 _LOGGER = logging.getLogger(__name__)
 
 STORAGE_VERSION: Final = 1
 SEED_SOURCE: Final = "seed"
+JOB_ENDED: Final = frozenset({"done", "failed"})
+BUILTIN_TEXT: Final = STUDENT_SYSTEM_PROMPT.strip()
+"""The built-in prompt as the lab stores it (it trims what it is given)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,21 +77,64 @@ class PromptLab:
             self.prompt.version, self.prompt.text = stored["version"], stored["text"]
 
     async def async_sync(self) -> None:
-        """Catch up with the lab: its versions, and its active prompt unless that is the seed."""
+        """Catch up with the lab: its versions and its active prompt (see the module's doc)."""
         if self.teacher is None:
             return
+        prompts = await self._async_list()
+        if prompts is None:
+            return
+        active = next((p for p in prompts if p.get("status") == "active"), None)
+        if (
+            active
+            and active.get("source") == SEED_SOURCE
+            and self.prompt.text.strip() == BUILTIN_TEXT
+        ):
+            active = await self._async_adopt_builtin(prompts) or active
+            prompts = await self._async_list() or prompts
+        if active and "version" in active and isinstance(active.get("text"), str):
+            self._use(str(active["version"]), str(active["text"]))
+        await self.async_check_finetune()
+        self._on_change()
+
+    async def async_refresh_versions(self) -> None:
+        """List the lab's versions again (a round has added candidates): the select offers them."""
+        if await self._async_list() is not None:
+            self._on_change()
+
+    async def _async_list(self) -> list[dict[str, Any]] | None:
+        """The lab's prompts, newest first; their versions become `versions`. None if away."""
+        assert self.teacher is not None
         try:
             listing = await self.teacher.async_call("GET", "/api/v1/prompts")
         except TeacherRequestError as err:
             _LOGGER.debug("Could not list the lab's prompts: %s", err)
-            return
+            return None
         prompts = [p for p in listing.get("prompts", ()) if isinstance(p, dict)]
         self.versions = [str(p["version"]) for p in prompts if "version" in p]
-        active = next((p for p in prompts if p.get("status") == "active"), None)
-        if active and active.get("source") != SEED_SOURCE:
-            self._use(str(active["version"]), str(active["text"]))
-        await self.async_check_finetune()
-        self._on_change()
+        return prompts
+
+    async def _async_adopt_builtin(self, prompts: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """Register the built-in prompt in the lab (once: an identical one is reused) and
+        promote it; the lab's record of it, or None when the lab refused."""
+        assert self.teacher is not None
+        seed = next((p for p in prompts if p.get("source") == SEED_SOURCE), None)
+        known = next((p for p in prompts if p.get("text") == BUILTIN_TEXT), None)
+        try:
+            if known is None:
+                known = await self.teacher.async_call(
+                    "POST",
+                    "/api/v1/prompts",
+                    {"text": BUILTIN_TEXT, "parent": seed.get("version") if seed else None},
+                )
+            promoted = await self.teacher.async_call(
+                "POST", f"/api/v1/prompts/{known['version']}/promote"
+            )
+        except (TeacherRequestError, KeyError, TypeError) as err:
+            _LOGGER.warning("Could not give the lab the built-in prompt: %s", err)
+            return None
+        _LOGGER.info("The lab now has the student's built-in prompt as %s", promoted["version"])
+        result: dict[str, Any] = promoted
+        return result
 
     async def async_check_finetune(self) -> None:
         """Say in Repairs when the lab finds prompting has plateaued and fine-tuning is justified."""
@@ -119,6 +173,9 @@ class PromptLab:
             return True
         if event.type == "job":
             self.job = _job(event.data)
+            if self.job.state in JOB_ENDED:
+                # A round that ended has registered candidates (rejected ones too): offer them.
+                self._hass.async_create_task(self.async_refresh_versions(), eager_start=True)
             if self.job.state == "done":
                 # A finished round may be the one that shows prompting has plateaued.
                 self._hass.async_create_task(self.async_check_finetune(), eager_start=True)

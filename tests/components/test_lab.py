@@ -4,7 +4,7 @@ actions and entities, against the real teacher service in-process."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from unittest.mock import patch
@@ -14,7 +14,7 @@ import ollama
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
+from homeassistant.core import Event, EventStateChangedData, HomeAssistant, State, callback
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.event import async_track_state_change_event
@@ -92,16 +92,80 @@ async def _connected(hass: HomeAssistant, entry: MockConfigEntry) -> None:
         unsubscribe()
 
 
-async def test_the_student_starts_with_the_built_in_prompt_not_the_labs_seed(
+async def _until(
+    hass: HomeAssistant, entity_id: str, check: Callable[[State | None], bool], seconds: float = 10
+) -> None:
+    """Wait until the entity's state passes `check` (at most `seconds`)."""
+    if check(hass.states.get(entity_id)):
+        return
+    done = asyncio.Event()
+
+    @callback
+    def _changed(event: Event[EventStateChangedData]) -> None:
+        if check(event.data["new_state"]):
+            done.set()
+
+    unsubscribe = async_track_state_change_event(hass, entity_id, _changed)
+    try:
+        async with asyncio.timeout(seconds):
+            await done.wait()
+    finally:
+        unsubscribe()
+
+
+async def _synced(hass: HomeAssistant, entry: MockConfigEntry) -> dict[str, Any]:
+    """Once the entry has caught up with the lab (as it does at setup): the lab's active prompt."""
+    lab = entry.runtime_data.lab
+    assert lab is not None
+    await _connected(hass, entry)
+    await lab.async_sync()
+    await hass.async_block_till_done()
+    active: dict[str, Any] = await lab.async_request("GET", "/api/v1/prompts/active")
+    return active
+
+
+async def test_home_assistant_and_the_lab_name_the_same_prompt(
     hass: HomeAssistant, entry: MockConfigEntry
 ) -> None:
-    assert hass.states.get(PROMPT_VERSION).state == "builtin"
-    assert entry.runtime_data.prompt.text == STUDENT_SYSTEM_PROMPT
+    """The student keeps its built-in prompt, and the lab is given it: both say its version."""
+    active = await _synced(hass, entry)
+
+    assert active["version"] != "v1", "not the lab's seed, which the student does not use"
+    assert active["text"] == STUDENT_SYSTEM_PROMPT.strip()
+    assert entry.runtime_data.prompt.text.strip() == STUDENT_SYSTEM_PROMPT.strip()
+    assert hass.states.get(PROMPT_VERSION).state == active["version"]
+    assert hass.states.get(ACTIVE_PROMPT).state == active["version"]
+    lab = entry.runtime_data.lab
+    assert lab is not None
+    registered = await lab.async_request("GET", f"/api/v1/prompts/{active['version']}")
+    assert registered["parent"] == "v1"
+
+    # A second sync (a reload, a restart) reuses the lab's record instead of adding another.
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    again = await _synced(hass, entry)
+    assert again["version"] == active["version"]
+    listing = await lab.async_request("GET", "/api/v1/prompts")
+    texts = [p["text"] for p in listing["prompts"]]
+    assert texts.count(STUDENT_SYSTEM_PROMPT.strip()) == 1
+
+
+async def test_a_rollback_to_the_seed_in_the_lab_is_followed(
+    hass: HomeAssistant, entry: MockConfigEntry
+) -> None:
+    """Whatever the lab makes active is what the student uses and both show, the seed too."""
+    await _synced(hass, entry)
+    lab = entry.runtime_data.lab
+    assert lab is not None
+    seed = await lab.async_request("POST", "/api/v1/prompts/rollback")
+    assert seed["version"] == "v1"
+    await _until(hass, PROMPT_VERSION, lambda state: state is not None and state.state == "v1")
+    assert entry.runtime_data.prompt.text == seed["text"]
 
 
 async def test_a_promoted_prompt_is_sent_with_the_next_frame_and_shown(
     hass: HomeAssistant, entry: MockConfigEntry, camera: SceneCamera
 ) -> None:
+    await _synced(hass, entry)
     _promote(entry, "v7", PROMOTED)
     sent: list[dict[str, Any]] = []
     chat = ollama.AsyncClient.chat
@@ -127,11 +191,20 @@ async def test_a_promoted_prompt_is_sent_with_the_next_frame_and_shown(
 async def test_the_promoted_prompt_survives_a_reload(
     hass: HomeAssistant, entry: MockConfigEntry
 ) -> None:
-    _promote(entry, "v7", PROMOTED)
+    await _synced(hass, entry)
+    lab = entry.runtime_data.lab
+    assert lab is not None
+    created = await lab.async_request("POST", "/api/v1/prompts", {"text": PROMOTED})
+    await lab.async_request("POST", f"/api/v1/prompts/{created['version']}/promote")
+    await _until(
+        hass,
+        PROMPT_VERSION,
+        lambda state: state is not None and state.state == created["version"],
+    )
     await hass.async_block_till_done()
     assert await hass.config_entries.async_reload(entry.entry_id)
     await hass.async_block_till_done()
-    assert entry.runtime_data.prompt.version == "v7"
+    assert entry.runtime_data.prompt.version == created["version"]
     assert entry.runtime_data.prompt.text == PROMOTED
 
 
@@ -196,10 +269,10 @@ async def test_lab_actions_need_a_teacher(
 async def test_the_select_is_unavailable_while_the_teacher_is_away(
     hass: HomeAssistant, entry: MockConfigEntry
 ) -> None:
-    await _connected(hass, entry)
+    active = await _synced(hass, entry)
     teacher = entry.runtime_data.teacher
     assert teacher is not None
-    assert hass.states.get(ACTIVE_PROMPT).state == "builtin"
+    assert hass.states.get(ACTIVE_PROMPT).state == active["version"]
     teacher._set_connected(False)
     await hass.async_block_till_done()
     assert hass.states.get(ACTIVE_PROMPT).state == "unavailable"
@@ -233,14 +306,18 @@ async def test_a_lab_round_from_the_seed_promotes_a_prompt_the_student_then_uses
         await lab.async_request(
             "POST", "/api/v1/validation/import", {"cases": scene_cases(SceneLibrary.default())}
         )
-        await _connected(hass, entry)
+        # The lab starts from the student's built-in prompt; a user who rolls back to the lab's
+        # plain seed has a prompt a round can improve on.
+        adopted = await _synced(hass, entry)
+        assert (await lab.async_request("POST", "/api/v1/prompts/rollback"))["version"] == "v1"
+        await _until(hass, PROMPT_VERSION, lambda state: state is not None and state.state == "v1")
 
         promoted = asyncio.Event()
 
         @callback
         def _version_changed(event: Event[EventStateChangedData]) -> None:
             new = event.data["new_state"]
-            if new is not None and new.state not in ("builtin", "unavailable"):
+            if new is not None and new.state not in ("v1", adopted["version"], "unavailable"):
                 promoted.set()
 
         unsubscribe = async_track_state_change_event(hass, PROMPT_VERSION, _version_changed)
@@ -332,3 +409,46 @@ async def test_a_plateaued_lab_says_fine_tuning_is_justified_in_repairs(
             assert issue.translation_key == "finetune_ready"
             assert issue.translation_placeholders["url"].endswith("/api/v1/finetune/export.jsonl")
             assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_after_a_synthesis_round_the_select_offers_its_candidates(
+    hass: HomeAssistant, socket_enabled: None, camera: SceneCamera, tmp_path: Path
+) -> None:
+    """Promoted or not, the round's candidates are versions a user can choose in the select."""
+    async with (
+        run_simulator(time_scale=0.01, seed=3) as simulator,
+        run_service(
+            Options(teacher_url=simulator.url, student_url=simulator.url, lab_concurrency=4),
+            tmp_path,
+        ) as teacher,
+    ):
+        entry = await setup(hass, make_entry(simulator.url, teacher=(teacher.url, teacher.token)))
+        lab = entry.runtime_data.lab
+        assert lab is not None
+        before = await _synced(hass, entry)
+        offered_before = hass.states.get(ACTIVE_PROMPT).attributes["options"]
+        assert before["version"] in offered_before
+
+        job = await hass.services.async_call(
+            DOMAIN, "synthesize_prompts", {"count": 8}, blocking=True, return_response=True
+        )
+        assert job is not None
+        await _until(
+            hass,
+            LAB_PROGRESS,
+            lambda state: state is not None and state.attributes.get("state") in ("done", "failed"),
+            seconds=60,
+        )
+        assert hass.states.get(LAB_PROGRESS).attributes["state"] == "done"
+
+        listing = await lab.async_request("GET", "/api/v1/prompts")
+        candidates = [p["version"] for p in listing["prompts"] if p["source"] == "teacher"]
+        assert candidates, "the round registered candidates"
+        await _until(
+            hass,
+            ACTIVE_PROMPT,
+            lambda state: state is not None and set(candidates) <= set(state.attributes["options"]),
+        )
+        offered = hass.states.get(ACTIVE_PROMPT).attributes["options"]
+        assert sorted(offered) == sorted(p["version"] for p in listing["prompts"])
+        assert await hass.config_entries.async_unload(entry.entry_id)

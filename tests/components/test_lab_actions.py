@@ -25,7 +25,7 @@ from vision_tutor_teacher.service import RunningService, run_service
 
 from .conftest import SceneCamera, make_entry
 from .helpers import fire, setup
-from .test_lab import _connected
+from .test_lab import _synced
 
 ACTIVE_PROMPT = "select.127_0_0_1_active_prompt"
 PROMOTED = "You watch a camera. Answer in JSON: summary, observations, safety_flags, confidence."
@@ -115,16 +115,20 @@ async def test_a_broken_camera_adds_no_case(
 async def test_choosing_a_version_the_lab_does_not_have_says_so(
     hass: HomeAssistant, entry: MockConfigEntry
 ) -> None:
-    await _connected(hass, entry)  # the select is unavailable until the lab answers
+    active = await _synced(hass, entry)  # the select is unavailable until the lab answers
+    lab = entry.runtime_data.lab
+    assert lab is not None
+    lab.versions.append("v99")  # a list gone stale: the lab never had it
+    entry.runtime_data.host.async_update_listeners()
     with pytest.raises(HomeAssistantError) as err:
         await hass.services.async_call(
             "select",
             "select_option",
-            {ATTR_ENTITY_ID: ACTIVE_PROMPT, "option": "builtin"},
+            {ATTR_ENTITY_ID: ACTIVE_PROMPT, "option": "v99"},
             blocking=True,
         )
     assert err.value.translation_key == "lab_request_failed"
-    assert entry.runtime_data.prompt.version == "builtin"
+    assert entry.runtime_data.prompt.version == active["version"]
 
 
 async def test_a_lab_that_is_away_leaves_the_student_and_repairs_alone(
