@@ -32,6 +32,8 @@ export const ROLES = Object.freeze({
   safety: "safety",
   safetyEvent: "safety_event",
   frame: "analysed_frame",
+  analysis: "analysis",
+  analyseNow: "analyse_now",
 });
 
 const UNAVAILABLE = new Set(["unavailable"]);
@@ -157,6 +159,9 @@ export function buildModel(hass, config, timeline = []) {
     };
   }
   const observation = stateOf(hass, ids.observation);
+  const analysisSwitch = stateOf(hass, ids.analysis);
+  // The camera's analysis switch is off: no frame is looked at, so nothing is "no hazard".
+  const paused = analysisSwitch?.state === "off" || Boolean(stateOf(hass, ids.safety)?.attributes?.paused);
   if (!isUsable(observation)) {
     return {
       status: "unavailable",
@@ -182,7 +187,12 @@ export function buildModel(hass, config, timeline = []) {
   return {
     status: waiting ? "waiting" : "ok",
     title,
-    message: waiting ? "Waiting for the first analysed frame." : null,
+    message: waiting
+      ? paused
+        ? "Analysis is paused: turn the camera's Analysis switch on."
+        : "Waiting for the first analysed frame."
+      : null,
+    paused,
     entities: ids,
     frame,
     summary: waiting ? null : observation.state,
@@ -207,6 +217,8 @@ export function buildModel(hass, config, timeline = []) {
       flags: Array.isArray(safetyAttrs.flags) ? safetyAttrs.flags.map(String) : [],
       confirmedByTeacher: Boolean(safetyAttrs.confirmed_by_teacher),
       since: safetyAttrs.since ?? null,
+      paused,
+      window: windowProgress(safetyAttrs.window),
     },
     answerFlags: Array.isArray(attrs.safety_flags) ? attrs.safety_flags.map(String) : [],
     source: attrs.source === "teacher" ? "teacher" : "student",
@@ -257,18 +269,44 @@ function confidenceBar(label, value, cls) {
       </div>`;
 }
 
+/** The safety sensor's k-of-n evidence on its way ({phase, frames, needed}), or null. */
+export function windowProgress(window) {
+  if (!window || typeof window !== "object") return null;
+  const frames = Number(window.frames);
+  const needed = Number(window.needed);
+  if (!["watching", "clearing"].includes(window.phase) || !Number.isFinite(frames) || !Number.isFinite(needed)) {
+    return null;
+  }
+  return { phase: window.phase, frames, needed };
+}
+
+/** "watching: 1 of 2 flagged frames", "clearing: 2 of 3 clean frames"; "" without progress. */
+export function windowText(progress) {
+  if (!progress) return "";
+  const kind = progress.phase === "watching" ? "flagged" : "clean";
+  return `${progress.phase}: ${progress.frames} of ${progress.needed} ${kind} frames`;
+}
+
 function renderSafety(safety) {
+  if (safety.paused) {
+    return `<div class="safety paused" data-safety="paused"><ha-icon icon="mdi:pause-circle-outline"></ha-icon><span>Analysis paused: no frames are looked at</span></div>`;
+  }
+  const progress = safety.window
+    ? `<span class="window" data-phase="${escapeHtml(safety.window.phase)}">${escapeHtml(windowText(safety.window))}</span>`
+    : "";
   if (!safety.known) {
     return `<div class="safety unknown" data-safety="unknown"><ha-icon icon="mdi:shield-off-outline"></ha-icon><span>Safety unknown</span></div>`;
   }
   if (!safety.on) {
-    return `<div class="safety clear" data-safety="off"><ha-icon icon="mdi:shield-check"></ha-icon><span>No hazard</span></div>`;
+    // A flagged frame short of the trigger: not "no hazard", but not a hazard yet either.
+    const label = progress ? "No hazard yet" : "No hazard";
+    return `<div class="safety clear" data-safety="off"><ha-icon icon="mdi:shield-check"></ha-icon><span>${label}</span>${progress}</div>`;
   }
   const flags = safety.flags.map((flag) => `<span class="flag">${escapeHtml(flag)}</span>`).join("");
   const teacher = safety.confirmedByTeacher
     ? `<span class="confirmed">confirmed by the teacher</span>`
     : "";
-  return `<div class="safety hazard" data-safety="on"><ha-icon icon="mdi:shield-alert"></ha-icon><span>Hazard</span>${flags}${teacher}</div>`;
+  return `<div class="safety hazard" data-safety="on"><ha-icon icon="mdi:shield-alert"></ha-icon><span>Hazard</span>${flags}${teacher}${progress}</div>`;
 }
 
 function renderTimeline(timeline, locale) {
@@ -296,7 +334,8 @@ export function renderCard(model, { locale, showTimeline = true } = {}) {
     ? `<img class="frame" src="${escapeHtml(model.frame.url)}" alt="Last analysed frame of ${escapeHtml(model.title)}">`
     : `<div class="frame placeholder"><ha-icon icon="mdi:image-off-outline"></ha-icon></div>`;
   if (model.status === "waiting") {
-    return `${header}${frame}<div class="message waiting" role="status" data-status="waiting"><span>${escapeHtml(model.message)}</span></div>`;
+    const kind = model.paused ? "paused" : "waiting";
+    return `${header}${frame}<div class="message ${kind}" role="status" data-status="${kind}"><span>${escapeHtml(model.message)}</span></div>`;
   }
   const source =
     model.source === "teacher"
@@ -365,7 +404,8 @@ export const STYLES = `
   .safety { display: flex; flex-wrap: wrap; align-items: center; gap: 6px; font-weight: 500; }
   .safety.clear { color: var(--success-color, #43a047); }
   .safety.hazard { color: var(--error-color, #db4437); }
-  .safety.unknown { color: var(--secondary-text-color); }
+  .safety.unknown, .safety.paused { color: var(--secondary-text-color); }
+  .window { font-size: 0.85em; font-weight: 400; color: var(--secondary-text-color); }
   .flag { padding: 1px 8px; border-radius: 10px; font-size: 0.85em; color: var(--text-primary-color, #fff);
     background: var(--error-color, #db4437); }
   .confirmed { font-size: 0.85em; font-weight: 400; color: var(--primary-text-color); }
@@ -492,6 +532,19 @@ export class VisionTutorCard extends Base {
   }
 }
 
+/**
+ * The card's configuration after an edit in the editor. An emptied field is left out (the card
+ * then uses its default), so the form never refills it while the user is typing: clearing the
+ * timeline and typing 25 gives 25, not 625.
+ */
+export function editedConfig(config, value) {
+  const edited = { ...config, ...value };
+  for (const key of ["title", "timeline"]) {
+    if (edited[key] === undefined || edited[key] === null || edited[key] === "") delete edited[key];
+  }
+  return edited;
+}
+
 export class VisionTutorCardEditor extends Base {
   setConfig(config) {
     this._config = { ...config };
@@ -522,9 +575,10 @@ export class VisionTutorCardEditor extends Base {
       this._form.computeLabel = (field) =>
         ({ device_id: "Camera", title: "Title (optional)", timeline: "Results in the timeline" })[field.name] ??
         field.name;
+      this._form.computeHelper = (field) =>
+        field.name === "timeline" ? `Empty: ${DEFAULT_TIMELINE}; 0 hides the timeline.` : "";
       this._form.addEventListener("value-changed", (event) => {
-        const config = { ...this._config, ...event.detail.value };
-        for (const key of ["title"]) if (!config[key]) delete config[key];
+        const config = editedConfig(this._config, event.detail.value);
         this._config = config;
         this.dispatchEvent(new CustomEvent("config-changed", { detail: { config }, bubbles: true, composed: true }));
       });
@@ -532,7 +586,8 @@ export class VisionTutorCardEditor extends Base {
     }
     this._form.hass = this._hass;
     this._form.schema = this._schema();
-    this._form.data = { timeline: DEFAULT_TIMELINE, ...this._config };
+    // What the user typed, not the default: a cleared field stays empty while they type.
+    this._form.data = { ...this._config };
   }
 }
 

@@ -146,6 +146,8 @@ test("a teacher verdict on a safety escalation: teacher as source, flags, confir
     flags: ["fire", "smoke"],
     confirmedByTeacher: true,
     since: ANALYSED_AT,
+    paused: false,
+    window: null,
   });
   const html = card.renderCard(model);
   assert.match(html, /data-source="teacher">Teacher</);
@@ -341,4 +343,133 @@ test("the card validates its configuration", () => {
   element.setConfig({ device_id: DEVICE });
   assert.equal(element._config.timeline, card.DEFAULT_TIMELINE);
   assert.equal(element.getCardSize(), 7);
+});
+
+const withSwitch = () => ({
+  ...registry(),
+  "switch.kitchen_analysis": {
+    entity_id: "switch.kitchen_analysis",
+    device_id: DEVICE,
+    platform: "vision_tutor",
+    translation_key: "analysis",
+  },
+});
+
+test("a paused camera says so instead of 'No hazard'", () => {
+  const paused = hass({
+    entities: withSwitch(),
+    safety: { state: "unknown", attributes: { flags: [], confirmed_by_teacher: false, since: null, paused: true } },
+    extraStates: { "switch.kitchen_analysis": { state: "off", attributes: {} } },
+  });
+  const model = card.buildModel(paused, { device_id: DEVICE });
+  assert.equal(model.paused, true);
+  assert.equal(model.entities.analysis, "switch.kitchen_analysis");
+  const html = card.renderCard(model);
+  assert.match(html, /data-safety="paused"/);
+  assert.match(html, /Analysis paused/);
+  assert.doesNotMatch(html, /No hazard/);
+  // The last answer stays on show beside the pause.
+  assert.match(html, /An empty kitchen by day/);
+
+  // Switched on again: the sensor's own state shows.
+  const running = hass({
+    entities: withSwitch(),
+    extraStates: { "switch.kitchen_analysis": { state: "on", attributes: {} } },
+  });
+  const html2 = card.renderCard(card.buildModel(running, { device_id: DEVICE }));
+  assert.match(html2, /data-safety="off"/);
+  assert.doesNotMatch(html2, /paused/i);
+
+  // Paused before anything was analysed: the waiting message says why nothing comes.
+  const pausedWaiting = hass({
+    obs: { state: "unknown", attributes: {} },
+    entities: withSwitch(),
+    extraStates: { "switch.kitchen_analysis": { state: "off", attributes: {} } },
+  });
+  const waitingHtml = card.renderCard(card.buildModel(pausedWaiting, { device_id: DEVICE }));
+  assert.match(waitingHtml, /data-status="paused"/);
+  assert.doesNotMatch(waitingHtml, /Waiting for the first analysed frame/);
+});
+
+test("the k-of-n window says why a flagged frame is no hazard yet, and why a hazard stays", () => {
+  const watching = hass({
+    obs: observation({ safety_flags: ["fire"], escalated: true, escalation_reason: "safety", teacher: "queued" }),
+    safety: {
+      state: "off",
+      attributes: { flags: [], confirmed_by_teacher: false, since: null, window: { phase: "watching", frames: 1, needed: 2 } },
+    },
+  });
+  const html = card.renderCard(card.buildModel(watching, { device_id: DEVICE }));
+  assert.match(html, /No hazard yet/);
+  assert.match(html, /watching: 1 of 2 flagged frames/);
+
+  const clearing = hass({
+    safety: {
+      state: "on",
+      attributes: {
+        flags: ["fire"],
+        confirmed_by_teacher: true,
+        since: ANALYSED_AT,
+        window: { phase: "clearing", frames: 2, needed: 3 },
+      },
+    },
+  });
+  const html2 = card.renderCard(card.buildModel(clearing, { device_id: DEVICE }));
+  assert.match(html2, /data-safety="on"/);
+  assert.match(html2, /clearing: 2 of 3 clean frames/);
+
+  // No evidence on its way: the plain words.
+  const calm = card.renderCard(card.buildModel(hass(), { device_id: DEVICE }));
+  assert.match(calm, /No hazard</);
+  assert.doesNotMatch(calm, /watching|clearing/);
+  assert.equal(card.windowProgress({ phase: "bogus", frames: 1, needed: 2 }), null);
+});
+
+test("the editor: a cleared timeline field stays empty while the user types (25, not 625)", () => {
+  // A stand-in for the DOM the editor uses: ha-form is an object that records its data.
+  const forms = [];
+  globalThis.document = {
+    createElement: () => {
+      const form = { listeners: {}, addEventListener(type, fn) { this.listeners[type] = fn; } };
+      forms.push(form);
+      return form;
+    },
+  };
+  globalThis.CustomEvent = class {
+    constructor(type, init) {
+      this.type = type;
+      this.detail = init.detail;
+    }
+  };
+  try {
+    const editor = new card.VisionTutorCardEditor();
+    const sent = [];
+    editor.appendChild = () => {};
+    editor.dispatchEvent = (event) => sent.push(event.detail.config);
+    editor.hass = hass();
+    editor.setConfig({ type: "custom:vision-tutor-card", device_id: DEVICE });
+    const [form] = forms;
+    assert.equal(form.data.timeline, undefined, "no default typed into the field");
+
+    // Home Assistant hands the edited config back to setConfig after each change, as YAML
+    // does: a cleared field is gone from it.
+    const type = (value) => {
+      form.listeners["value-changed"]({ detail: { value: { ...form.data, timeline: value } } });
+      editor.setConfig(JSON.parse(JSON.stringify(sent.at(-1))));
+    };
+    type(6);
+    assert.equal(form.data.timeline, 6);
+    type(undefined); // the user clears the field
+    assert.equal(form.data.timeline, undefined);
+    assert.equal("timeline" in sent.at(-1), false);
+    type(2);
+    type(25);
+    assert.equal(form.data.timeline, 25);
+    assert.equal(sent.at(-1).timeline, 25);
+    type(0); // 0 is a value: it hides the timeline
+    assert.equal(sent.at(-1).timeline, 0);
+  } finally {
+    delete globalThis.document;
+    delete globalThis.CustomEvent;
+  }
 });
