@@ -236,6 +236,8 @@ class Demo:
     ha_url: str = ""
     cameras: list[dashboard.CameraEntities] = field(default_factory=list)
     hub: dict[str, str] = field(default_factory=dict)
+    entry_id: str = ""
+    """The demo's Vision Tutor entry."""
     automations: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -494,31 +496,40 @@ async def subentries(ha: HomeAssistant, entry_id: str) -> list[dict[str, Any]]:
     return result
 
 
+type ByDevice = dict[str, dict[str, str]]
+"""Entity ids by device id, then by translation key."""
+
+
+async def _registered(
+    ha: HomeAssistant, entry_id: str
+) -> tuple[list[tuple[dict[str, Any], dict[str, str]]], ByDevice]:
+    """The entry's camera devices with their entities, and all its entities by device."""
+    entities = await ha.command("config/entity_registry/list")
+    devices = {d["id"]: d for d in await ha.command("config/device_registry/list")}
+    by_device: ByDevice = {}
+    for entity in entities:
+        if entity.get("config_entry_id") == entry_id and entity.get("platform") == "vision_tutor":
+            by_device.setdefault(entity["device_id"], {})[entity["translation_key"]] = entity[
+                "entity_id"
+            ]
+    cameras = [
+        (devices[device_id], keys)
+        for device_id, keys in by_device.items()
+        if "observation" in keys and "analysed_frame" in keys and device_id in devices
+    ]
+    return cameras, by_device
+
+
 async def find_entities(demo: Demo, ha: HomeAssistant, entry_id: str) -> None:
     """The entities the integration created, by device and translation key (not by guessing)."""
+    demo.entry_id = entry_id
     deadline = time.monotonic() + 60
     wanted = sum(
         1 for subentry in await subentries(ha, entry_id) if subentry["subentry_type"] == "camera"
     )
     async with demo.console.waiting("waiting for the cameras' entities"):
         while True:
-            entities = await ha.command("config/entity_registry/list")
-            devices = {d["id"]: d for d in await ha.command("config/device_registry/list")}
-            ours = [
-                e
-                for e in entities
-                if e.get("config_entry_id") == entry_id and e.get("platform") == "vision_tutor"
-            ]
-            by_device: dict[str, dict[str, str]] = {}
-            for entity in ours:
-                by_device.setdefault(entity["device_id"], {})[entity["translation_key"]] = entity[
-                    "entity_id"
-                ]
-            cameras = [
-                (devices[device_id], keys)
-                for device_id, keys in by_device.items()
-                if "observation" in keys and "analysed_frame" in keys
-            ]
+            cameras, by_device = await _registered(ha, entry_id)
             if len(cameras) >= wanted:
                 break
             if time.monotonic() > deadline:
@@ -526,9 +537,24 @@ async def find_entities(demo: Demo, ha: HomeAssistant, entry_id: str) -> None:
                     f"only {len(cameras)} of {wanted} cameras have entities after 60 s"
                 )
             await asyncio.sleep(0.5)
+    _adopt(demo, cameras, by_device)
+
+
+async def refresh_cameras(demo: Demo, ha: HomeAssistant) -> list[str]:
+    """Take in cameras added since the start (Add camera in the UI); the names of the new."""
+    known = {camera.device_id for camera in demo.cameras}
+    cameras, by_device = await _registered(ha, demo.entry_id)
+    _adopt(demo, cameras, by_device)
+    return [camera.name for camera in demo.cameras if camera.device_id not in known]
+
+
+def _adopt(
+    demo: Demo, cameras: list[tuple[dict[str, Any], dict[str, str]]], by_device: ByDevice
+) -> None:
+    """Make these the cameras (and hub entities) the console watches."""
     names = {camera.name: camera for camera in CAMERAS}
     demo.cameras = []
-    for device, keys in sorted(cameras, key=lambda item: item[0]["name"]):
+    for device, keys in sorted(cameras, key=lambda item: item[0].get("name") or ""):
         demo_camera = names.get(device["name"])
         demo.cameras.append(
             dashboard.CameraEntities(
@@ -690,7 +716,12 @@ async def wait_for_first_analyses(demo: Demo, ha: HomeAssistant, watch: Watch) -
 async def check(demo: Demo, ha: HomeAssistant, began: float) -> int:
     """Wait for a teacher-confirmed safety escalation on the entities; report it."""
     watch = Watch()
-    event_types = ("state_changed", "vision_tutor_escalation", "vision_tutor_teacher_review")
+    event_types = (
+        "state_changed",
+        "vision_tutor_escalation",
+        "vision_tutor_teacher_review",
+        "entity_registry_updated",
+    )
     async with ha.events(*event_types) as events:
         await wait_for_first_analyses(demo, ha, watch)
         demo.console.step(
@@ -796,7 +827,12 @@ async def report(
 async def watch_forever(demo: Demo, ha: HomeAssistant, port: int) -> None:
     """Print where to look, then a line per result, escalation and verdict until Ctrl-C."""
     watch = Watch()
-    event_types = ("state_changed", "vision_tutor_escalation", "vision_tutor_teacher_review")
+    event_types = (
+        "state_changed",
+        "vision_tutor_escalation",
+        "vision_tutor_teacher_review",
+        "entity_registry_updated",
+    )
     async with ha.events(*event_types) as events:
         console = demo.console
         library = SceneLibrary.default()
@@ -841,6 +877,15 @@ async def watch_forever(demo: Demo, ha: HomeAssistant, port: int) -> None:
         console.line()
         while True:
             event = await events.get()
+            if event["event_type"] == "entity_registry_updated":
+                # A camera added in the UI after the start: its results get lines too.
+                if event["data"].get("action") == "create" and demo.entry_id:
+                    for name in await refresh_cameras(demo, ha):
+                        console.line(
+                            f"{time.strftime('%H:%M:%S')}  {name:<12} now monitored: its "
+                            "results show here too"
+                        )
+                continue
             record(demo, watch, event)
             if line := describe(demo, watch, event):
                 console.line(line)
