@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from typing import Any
 from unittest.mock import patch
@@ -14,6 +15,7 @@ from homeassistant.core import HomeAssistant
 
 from custom_components.vision_tutor.coordinator import CameraCoordinator
 from simulator.scenes import Scene, SceneLibrary
+from simulator.server import RunningSimulator
 
 from .conftest import SUBENTRY_ID
 
@@ -82,6 +84,14 @@ def fire(library: SceneLibrary) -> Scene:
         library,
         lambda s: s.kind == "edge" and s.safety_flags == ("fire",) and s.difficulty == "easy",
     )
+
+
+async def simulator_idle(simulator: RunningSimulator) -> None:
+    """Until the simulator has booked the answers it sent (it counts scenes after replying)."""
+    for _ in range(200):
+        if simulator.stats.running == 0:
+            return
+        await asyncio.sleep(0.01)
 
 
 def chat_requests(stats: Any) -> int:

@@ -3,8 +3,6 @@ button, and the camera's own overrides of the hub's routing options."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, mock_restore_cache
 
@@ -42,6 +40,7 @@ from .helpers import (
     next_frame,
     routine,
     setup,
+    simulator_idle,
 )
 
 MOTION = "binary_sensor.porch_motion"
@@ -59,13 +58,6 @@ async def _press(hass: HomeAssistant) -> None:
         BUTTON_DOMAIN, SERVICE_PRESS, {ATTR_ENTITY_ID: ANALYSE_NOW}, blocking=True
     )
     await hass.async_block_till_done()
-
-
-async def _simulator_idle(simulator: RunningSimulator) -> None:
-    for _ in range(200):
-        if simulator.stats.running == 0:
-            return
-        await asyncio.sleep(0.01)
 
 
 async def test_a_paused_camera_sends_no_frame_and_does_not_say_no_hazard(
@@ -97,7 +89,7 @@ async def test_a_paused_camera_sends_no_frame_and_does_not_say_no_hazard(
 
     # Back on: it looks at once, and sees the fire the pause hid.
     await _switch(hass, SERVICE_TURN_ON)
-    await _simulator_idle(simulator)
+    await simulator_idle(simulator)
     await hass.async_block_till_done()
     assert chat_requests(simulator.stats) == before + 1
     assert hass.states.get(SAFETY).attributes["paused"] is False
@@ -114,7 +106,7 @@ async def test_motion_is_ignored_while_paused(
 
     hass.states.async_set(MOTION, STATE_ON)
     await hass.async_block_till_done(wait_background_tasks=True)
-    await _simulator_idle(simulator)
+    await simulator_idle(simulator)
     assert chat_requests(simulator.stats) == 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+import contextlib
 from pathlib import Path
 from typing import Any
 from unittest.mock import patch
@@ -279,11 +280,11 @@ async def test_the_select_is_unavailable_while_the_teacher_is_away(
     await next_frame(hass, entry)
 
 
-async def test_a_lab_round_from_the_seed_promotes_a_prompt_the_student_then_uses(
-    hass: HomeAssistant, socket_enabled: None, camera: SceneCamera, tmp_path: Path
-) -> None:
-    """The issue's acceptance, end to end: action -> lab round -> promotion -> next frame."""
-    # Seed 3 is one where a single round of 8 candidates promotes (see tests/addon).
+@contextlib.asynccontextmanager
+async def _lab_round_entry(
+    hass: HomeAssistant, tmp_path: Path
+) -> AsyncIterator[tuple[MockConfigEntry, RunningService]]:
+    """An entry whose lab runs fast rounds: a quick simulator (seed 3) as student and teacher."""
     async with (
         run_simulator(time_scale=0.01, seed=3) as simulator,
         run_service(
@@ -291,7 +292,18 @@ async def test_a_lab_round_from_the_seed_promotes_a_prompt_the_student_then_uses
             tmp_path,
         ) as teacher,
     ):
-        entry = await setup(hass, make_entry(simulator.url, teacher=(teacher.url, teacher.token)))
+        yield (
+            await setup(hass, make_entry(simulator.url, teacher=(teacher.url, teacher.token))),
+            teacher,
+        )
+
+
+async def test_a_lab_round_from_the_seed_promotes_a_prompt_the_student_then_uses(
+    hass: HomeAssistant, socket_enabled: None, camera: SceneCamera, tmp_path: Path
+) -> None:
+    """The issue's acceptance, end to end: action -> lab round -> promotion -> next frame."""
+    # Seed 3 is one where a single round of 8 candidates promotes (see tests/addon).
+    async with _lab_round_entry(hass, tmp_path) as (entry, teacher):
         lab = entry.runtime_data.lab
         assert lab is not None
         # The seed was chosen for a round that promotes; the default suite's injection cases
@@ -415,14 +427,7 @@ async def test_after_a_synthesis_round_the_select_offers_its_candidates(
     hass: HomeAssistant, socket_enabled: None, camera: SceneCamera, tmp_path: Path
 ) -> None:
     """Promoted or not, the round's candidates are versions a user can choose in the select."""
-    async with (
-        run_simulator(time_scale=0.01, seed=3) as simulator,
-        run_service(
-            Options(teacher_url=simulator.url, student_url=simulator.url, lab_concurrency=4),
-            tmp_path,
-        ) as teacher,
-    ):
-        entry = await setup(hass, make_entry(simulator.url, teacher=(teacher.url, teacher.token)))
+    async with _lab_round_entry(hass, tmp_path) as (entry, _teacher):
         lab = entry.runtime_data.lab
         assert lab is not None
         before = await _synced(hass, entry)

@@ -26,6 +26,7 @@ from .helpers import (
     next_frame,
     routine,
     setup,
+    simulator_idle,
 )
 
 MOTION = "binary_sensor.porch_motion"
@@ -34,14 +35,6 @@ MOTION = "binary_sensor.porch_motion"
 async def _motion(hass: HomeAssistant, state: str, **attributes: object) -> None:
     hass.states.async_set(MOTION, state, attributes)
     await hass.async_block_till_done(wait_background_tasks=True)
-
-
-async def _simulator_idle(simulator: RunningSimulator) -> None:
-    """Until the simulator has booked the answers it sent (it counts scenes after replying)."""
-    for _ in range(200):
-        if simulator.stats.running == 0:
-            return
-        await asyncio.sleep(0.01)
 
 
 async def test_motion_turning_on_analyses_the_camera(
@@ -54,7 +47,7 @@ async def test_motion_turning_on_analyses_the_camera(
 
     camera.show(routine(library, 1).id)
     await _motion(hass, STATE_ON)
-    await _simulator_idle(simulator)
+    await simulator_idle(simulator)
     assert chat_requests(simulator.stats) == requests + 1
     assert simulator.stats.scenes.get(routine(library, 1).id) == 1
 
@@ -66,7 +59,7 @@ async def test_motion_turning_on_analyses_the_camera(
     assert chat_requests(simulator.stats) == requests + 1
     # On again: analysed again, past the change gate (the scene has not changed).
     await _motion(hass, STATE_ON)
-    await _simulator_idle(simulator)
+    await simulator_idle(simulator)
     assert chat_requests(simulator.stats) == requests + 2
     assert simulator.stats.scenes.get(routine(library, 1).id) == 2
 
