@@ -459,6 +459,59 @@ def test_the_card_explains_missing_entities_and_has_an_editor(in_browser: InBrow
     assert rendered["stub"]["device_id"]
 
 
+def test_the_card_editor_keeps_what_is_typed_in_the_timeline_field(in_browser: InBrowser) -> None:
+    """Clearing the field and typing 25 gives 25 (it used to refill 6 and give 625)."""
+
+    def scenario(page: Page) -> dict[str, Any]:
+        page.goto(DASHBOARD)
+        wait_for_card(page, "Kitchen", "status === 'ok'")
+        page.evaluate(
+            """() => {
+              const hass = document.querySelector("home-assistant").hass;
+              const editor = document.createElement("vision-tutor-card-editor");
+              editor.hass = hass;
+              editor.setConfig({ type: "custom:vision-tutor-card", device_id: "any", timeline: 6 });
+              // As the dashboard's card editor does: each change comes back through setConfig,
+              // at once, and again once it went through the stored (YAML) config, which has
+              // no key for an emptied field.
+              editor.addEventListener("config-changed", (event) => {
+                const config = event.detail.config;
+                editor.setConfig(config);
+                setTimeout(() => {
+                  window.__edited = JSON.parse(JSON.stringify(config));
+                  editor.setConfig(window.__edited);
+                }, 0);
+              });
+              document.body.append(editor);
+            }"""
+        )
+        field = page.locator("vision-tutor-card-editor input[type=number]")
+        field.wait_for(timeout=30_000)
+        field.click()
+        field.press("Control+a")
+        field.press("Backspace")
+        page.wait_for_timeout(300)
+        cleared = {
+            "config": page.evaluate("() => window.__edited"),
+            "value": field.input_value(),
+        }
+        field.press_sequentially("25", delay=50)
+        page.wait_for_timeout(300)
+        result: dict[str, Any] = {
+            "cleared": cleared,
+            "value": field.input_value(),
+            "config": page.evaluate("() => window.__edited"),
+        }
+        page.evaluate("() => document.querySelector('vision-tutor-card-editor').remove()")
+        return result
+
+    typed = in_browser(scenario)
+    assert typed["cleared"]["value"] == "", "the emptied field is not refilled"
+    assert "timeline" not in typed["cleared"]["config"], "an emptied field is left out"
+    assert typed["value"] == "25"
+    assert typed["config"]["timeline"] == 25
+
+
 def test_add_a_camera_through_the_config_flow_by_clicking(in_browser: InBrowser) -> None:
     def scenario(page: Page) -> None:
         page.goto("/config/integrations/integration/vision_tutor")
