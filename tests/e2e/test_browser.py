@@ -512,6 +512,28 @@ def test_the_card_editor_keeps_what_is_typed_in_the_timeline_field(in_browser: I
     assert typed["config"]["timeline"] == 25
 
 
+def test_an_option_out_of_range_gets_a_translated_error(in_browser: InBrowser) -> None:
+    """Shown on its section in the user's words, not the validator's "Value 100.0 is too small"."""
+
+    def scenario(page: Page) -> dict[str, Any]:
+        page.goto("/config/integrations/integration/vision_tutor")
+        page.get_by_role("button", name="Configure").first.click()
+        dialog = page.locator("dialog-data-entry-flow")
+        dialog.get_by_text("Vision Tutor options").wait_for(timeout=30_000)
+        dialog.get_by_text("Performance", exact=True).click()
+        width = dialog.get_by_role("spinbutton", name="Frame width")
+        width.fill("100")
+        dialog.get_by_role("button", name="Submit").click()
+        message = dialog.get_by_text("Frame width: use a value from 256 to 1920, not 100.")
+        message.wait_for(timeout=30_000)
+        result = {"raw": dialog.get_by_text("too small").count(), "shown": message.is_visible()}
+        page.keyboard.press("Escape")
+        return result
+
+    shown = in_browser(scenario)
+    assert shown == {"raw": 0, "shown": True}
+
+
 def test_add_a_camera_through_the_config_flow_by_clicking(in_browser: InBrowser) -> None:
     def scenario(page: Page) -> None:
         page.goto("/config/integrations/integration/vision_tutor")
