@@ -26,10 +26,14 @@ class CameraEntities:
     safety: str
     safety_event: str
     frame: str
+    analysis: str = ""
+    """The camera's analysis switch (pause); empty for a camera without one."""
+    analyse_now: str = ""
 
 
 def built_in_cards(camera: CameraEntities) -> list[dict[str, Any]]:
     """One camera with Home Assistant's own cards only (no custom card needed)."""
+    controls = ((camera.analysis, "Analysis"), (camera.analyse_now, "Analyse now"))
     return [
         {
             "type": "picture-entity",
@@ -63,6 +67,7 @@ def built_in_cards(camera: CameraEntities) -> list[dict[str, Any]]:
                     "attribute": "prompt_version",
                     "name": "Prompt version",
                 },
+                *({"entity": entity, "name": name} for entity, name in controls if entity),
             ],
         },
         {

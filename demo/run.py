@@ -566,6 +566,8 @@ def _adopt(
                 safety=keys["safety"],
                 safety_event=keys["safety_event"],
                 frame=keys["analysed_frame"],
+                analysis=keys.get("analysis", ""),
+                analyse_now=keys.get("analyse_now", ""),
             )
         )
     order = [camera.name for camera in CAMERAS]
