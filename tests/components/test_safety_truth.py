@@ -198,3 +198,27 @@ async def test_a_teacher_answer_shows_the_teachers_confidences_and_keeps_the_stu
     assert attributes["student_effective_confidence"] == 0.47
     assert attributes["teacher"] == "reviewed"
     assert hass.states.get(CONFIDENCE).state == "92.0"
+
+
+async def test_the_safety_sensor_says_why_it_is_not_on_yet_and_why_it_stays_on(
+    hass: HomeAssistant, entry: MockConfigEntry
+) -> None:
+    """A flagged first frame is "watching: 1 of 2", clean frames after a hazard "clearing"."""
+    await _frames(hass, entry, FIRE)
+    safety = hass.states.get(SAFETY)
+    assert safety.state == STATE_OFF
+    assert safety.attributes["window"] == {"phase": "watching", "frames": 1, "needed": 2}
+    assert hass.states.get(OBSERVATION).attributes["escalation_reason"] == "safety"
+
+    await _frames(hass, entry, FIRE)
+    assert hass.states.get(SAFETY).state == STATE_ON
+    assert hass.states.get(SAFETY).attributes["window"] is None
+
+    await _frames(hass, entry, CALM, CALM)
+    safety = hass.states.get(SAFETY)
+    assert safety.state == STATE_ON
+    assert safety.attributes["window"] == {"phase": "clearing", "frames": 2, "needed": 3}
+
+    await _frames(hass, entry, CALM)
+    assert hass.states.get(SAFETY).state == STATE_OFF
+    assert hass.states.get(SAFETY).attributes["window"] is None
