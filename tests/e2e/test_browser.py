@@ -541,9 +541,18 @@ def test_add_a_camera_through_the_config_flow_by_clicking(in_browser: InBrowser)
         dialog = page.locator("dialog-data-entry-flow")
         dialog.get_by_text("Add a camera").wait_for(timeout=30_000)
 
-        # The entity picker: open it, search, choose.
+        # The entity picker: open it, search, choose. Monitored cameras are not offered.
         dialog.locator("ha-entity-picker").first.click()
-        page.locator("ha-picker-combo-box").get_by_placeholder("Search").fill("Porch")
+        search = page.locator("ha-picker-combo-box").get_by_placeholder("Search")
+        search.fill("Porch")
+        page.locator("ha-combo-box-item", has_text="Porch").first.wait_for(timeout=10_000)
+        search.fill("Kitchen")
+        page.wait_for_timeout(500)
+        offered = page.locator("ha-combo-box-item").all_inner_texts()
+        # The Kitchen camera is monitored already: the search finds no camera.
+        assert [item for item in offered if item.startswith("Kitchen")] == [], offered
+        assert any("No entities found" in item for item in offered), offered
+        search.fill("Porch")
         page.locator("ha-combo-box-item", has_text="Porch").first.click()
         dialog.get_by_role("spinbutton").first.fill("5")
         dialog.get_by_role("button", name="Submit").click()
