@@ -28,7 +28,7 @@ import yaml
 from tests.addon.conftest import ADDON, ROOT
 from vision_tutor_teacher import __version__
 from vision_tutor_teacher.api.openapi import build_spec
-from vision_tutor_teacher.options import Options
+from vision_tutor_teacher.options import Options, TeacherHostOption
 
 # supervisor/addons/options.py
 RE_SCHEMA_ELEMENT = re.compile(
@@ -153,6 +153,18 @@ def test_options_and_schema_match_the_services_options(config: dict[str, Any]) -
     optional = {name for name in required if schema[name].endswith("?")}
     assert required - optional == {name for name in fields if fields[name].is_required()}
     for name, element in schema.items():
+        if isinstance(element, list):  # a list of dicts: the teacher pool's hosts
+            (item,) = element
+            assert set(item) <= set(TeacherHostOption.model_fields), name
+            assert not item["url"].endswith("?")
+            for key, sub in item.items():
+                match = RE_SCHEMA_ELEMENT.match(sub)
+                assert match is not None, (name, key)
+                for bound in (match.group("i_min"), match.group("i_max")):
+                    if bound is not None:
+                        host = {"url": "http://t2:1", key: int(bound)}
+                        Options.model_validate({"teacher_url": "http://t:1", name: [host]})
+            continue
         match = RE_SCHEMA_ELEMENT.match(element)
         assert match is not None, name
         bounds = [v for v in (match.group("i_min"), match.group("i_max")) if v is not None]

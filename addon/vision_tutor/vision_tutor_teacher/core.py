@@ -54,7 +54,7 @@ class TeacherService:
         data_dir: Path,
         db: Database,
         token: str,
-        teacher: Teacher,
+        teachers: list[Teacher],
         supervisor: SupervisorAccess | None,
         lab_models: LabModels,
     ) -> None:
@@ -62,7 +62,9 @@ class TeacherService:
         self.data_dir = data_dir
         self.db = db
         self.token = token
-        self.teacher = teacher
+        self.teachers = teachers
+        """One per host of the teacher pool; the first also serves the prompt lab."""
+        self.teacher = teachers[0]
         self.supervisor = supervisor
         self.version = __version__
         self.ingress_proxy: str | None = INGRESS_PROXY if supervisor is not None else None
@@ -71,7 +73,7 @@ class TeacherService:
         self.queue = ReviewQueue(
             db, QueuePolicy(options.queue_limit, options.batch_window_ms / 1000)
         )
-        self.worker = ReviewWorker(self.queue, teacher, options)
+        self.worker = ReviewWorker(self.queue, teachers, options)
         self.lab = Lab(db, options, lab_models)
         self.problems = Problems()
         self.parts = Supervisor(
@@ -103,7 +105,7 @@ class TeacherService:
             data_dir,
             db,
             token,
-            Teacher(options, ssl_context),
+            [Teacher(options, ssl_context, host) for host in options.teacher_hosts],
             supervisor,
             LabModels(options, ssl_context),
         )
@@ -117,7 +119,7 @@ class TeacherService:
             await service.lab.start()
         except BaseException:
             await service.lab.stop()
-            await service.teacher.close()
+            await service._close_teachers()
             await db.close()
             raise
         await service.storage.check()
@@ -131,9 +133,14 @@ class TeacherService:
         return service
 
     async def _pull_teacher(self) -> None:
-        """Pull the teacher model if its server lacks it, then check the teacher again."""
-        if await self.teacher.pull_model():
+        """Pull the teacher model on every host that lacks it, then check the hosts again."""
+        pulled = await asyncio.gather(*(teacher.pull_model() for teacher in self.teachers))
+        if any(pulled):
             await self.worker.check_teacher()
+
+    async def _close_teachers(self) -> None:
+        for teacher in self.teachers:
+            await teacher.close()
 
     def _storage_changed(self, problem: str | None) -> None:
         if problem is None:
@@ -141,12 +148,7 @@ class TeacherService:
 
     def health(self) -> HealthReport:
         """What is failing now (nothing: ``ok``), from every part of the service."""
-        reasons: list[str] = []
-        teacher = self.worker.health
-        if teacher.error is not None:
-            reasons.append(f"teacher unavailable: {teacher.error}")
-        if self.worker.breaker.reason is not None:
-            reasons.append(self.worker.breaker.reason)
+        reasons = self.worker.reasons()
         if (storage := self.storage.problem()) is not None:
             reasons.append(storage)
         reasons.extend(self.problems.reasons().values())
@@ -156,7 +158,7 @@ class TeacherService:
         self.events.close()
         await self.parts.stop()
         await self.lab.stop()
-        await self.teacher.close()
+        await self._close_teachers()
         await self.db.close()
 
     async def retry_after_s(self) -> int:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Final
 
 from .models import Stats
@@ -21,6 +21,20 @@ def _metric(
 
 
 @dataclass(frozen=True, slots=True)
+class HostMetrics:
+    """One host of the teacher pool."""
+
+    url: str
+    up: bool
+    breaker_open: bool
+    in_flight: int
+    reviewed: int
+    failed_attempts: int
+    busy_answers: int
+    moved: int
+
+
+@dataclass(frozen=True, slots=True)
 class Health:
     teacher_reachable: bool
     healthy: bool
@@ -30,6 +44,29 @@ class Health:
     storage_failing: bool
     storage_free_bytes: int | None
     restarts: Mapping[str, int]
+    hosts: Sequence[HostMetrics] = field(default_factory=tuple)
+
+
+def _label(value: str) -> str:
+    """A label value escaped as the exposition format wants it."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _per_host(
+    lines: list[str],
+    hosts: Sequence[HostMetrics],
+    name: str,
+    kind: str,
+    help_text: str,
+    value: str,
+) -> None:
+    _metric(
+        lines,
+        name,
+        kind,
+        help_text,
+        [(f'{{host="{_label(host.url)}"}}', float(getattr(host, value))) for host in hosts],
+    )
 
 
 def render(stats: Stats, health: Health) -> str:
@@ -138,4 +175,19 @@ def render(stats: Stats, health: Health) -> str:
         "Restarts of failed background parts since the service started.",
         [(f'{{part="{part}"}}', count) for part, count in sorted(health.restarts.items())],
     )
+    hosts = health.hosts
+    _per_host(lines, hosts, "teacher_host_up", "gauge", "1 while this teacher host is reachable "
+              "with its model.", "up")
+    _per_host(lines, hosts, "teacher_host_breaker_open", "gauge", "1 while this host's circuit "
+              "breaker holds its reviews.", "breaker_open")
+    _per_host(lines, hosts, "teacher_host_in_flight", "gauge", "Reviews with this host now.",
+              "in_flight")
+    _per_host(lines, hosts, "teacher_host_reviews_total", "counter", "Verdicts from this host "
+              "since the service started.", "reviewed")
+    _per_host(lines, hosts, "teacher_host_failed_attempts_total", "counter", "Attempts that "
+              "failed on this host since the service started.", "failed_attempts")
+    _per_host(lines, hosts, "teacher_host_busy_total", "counter", "Busy (503) answers from this "
+              "host since the service started.", "busy_answers")
+    _per_host(lines, hosts, "teacher_host_moved_total", "counter", "Reviews handed to another "
+              "host because this one went down with them.", "moved")
     return "\n".join(lines) + "\n"

@@ -260,15 +260,38 @@ class Stats(BaseModel):
     """Share of verdicts that agreed with the student; null before the first."""
 
 
+class TeacherHostHealth(BaseModel):
+    """One host of the teacher pool."""
+
+    url: str
+    model: str
+    status: Literal["reachable", "unreachable"]
+    """Unreachable also when the host lacks the model, or the model cannot see images."""
+    error: str | None
+    breaker: Literal["closed", "open", "half_open"]
+    in_flight: int
+    """Reviews with this host now."""
+    concurrency: int
+    weight: int
+    reviewed: int
+    """Verdicts this host gave since the service started."""
+    moved: int
+    """Reviews that were with this host when it went down, handed back to another host."""
+    notes: list[str] = Field(default_factory=list)
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     """``ok`` only when nothing is failing; ``degraded`` with `reasons` otherwise."""
     reasons: list[str]
     """Everything failing now (teacher, circuit breaker, storage, restarting parts)."""
     teacher: Literal["reachable", "unreachable"]
+    """Reachable while at least one host of the teacher pool is."""
     teacher_error: str | None
+    """Null while a host is reachable; otherwise what is wrong (with each host, in a pool)."""
     breaker: Literal["closed", "open", "half_open"]
-    """The teacher's circuit breaker: open while reviews are held because it fails them all."""
+    """The teacher's circuit breaker: open while reviews are held because it fails them all
+    (in a pool: closed while any host's breaker is closed)."""
     storage: Literal["ok", "low", "failing"]
     """``failing``: writes fail (new reviews get 507); ``low``: less free space than needed."""
     storage_free_bytes: int | None
@@ -284,4 +307,8 @@ class Health(BaseModel):
         default_factory=list,
         description="What the teacher's Ollama release does wrong (it still works): a release "
         "that ignores the answer format without thinking, or one without logprobs.",
+    )
+    teachers: list[TeacherHostHealth] = Field(
+        default_factory=list,
+        description="Each host of the teacher pool (one unless the options list more).",
     )

@@ -8,17 +8,32 @@ version must not stop an upgraded add-on from starting.
 
 A few tuning knobs (retry backoff, probe and heartbeat intervals) are not in ``config.yaml``: they
 have sensible defaults, and only standalone users and tests set them.
+
+**The teacher pool.** ``teacher_url``, ``teacher_model`` and ``teacher_concurrency`` describe one
+teacher host, the simple default (and what every options file before the pool said). ``teachers``
+lists more hosts (URL, and optionally model, weight and concurrency); `Options.teacher_hosts` is
+the pool both make together: the ``teacher_url`` host first (it also serves the prompt lab's
+teacher calls), then the others. With only ``teachers`` set, its first host takes the place of
+``teacher_url``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import json
 import logging
 from pathlib import Path
 from typing import Final, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -39,6 +54,35 @@ def _http_url(value: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http:// or https:// URL with a host")
     return value.rstrip("/")
+
+
+class TeacherHostOption(BaseModel):
+    """One more teacher host of the pool, as ``teachers`` lists it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    url: str
+    model: str | None = Field(default=None, min_length=1)
+    """The teacher model on this host; ``teacher_model`` when left out."""
+    weight: int = Field(default=1, ge=1, le=100)
+    """Which host goes first when several are equally free (a faster GPU: a higher weight)."""
+    concurrency: int | None = Field(default=None, ge=1, le=64)
+    """Reviews this host takes at once; ``teacher_concurrency`` when left out."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _http_url(value)
+
+
+@dataclass(frozen=True, slots=True)
+class TeacherHost:
+    """One host of the teacher pool, with every default filled in."""
+
+    url: str
+    model: str
+    weight: int
+    concurrency: int
 
 
 class Options(BaseModel):
@@ -67,6 +111,8 @@ class Options(BaseModel):
     # The teacher.
     teacher_timeout_s: float = Field(default=120.0, gt=0, le=3600)
     teacher_concurrency: int = Field(default=1, ge=1, le=64)
+    teachers: list[TeacherHostOption] = []
+    """More teacher hosts: the pool is the ``teacher_url`` host and these (see the module)."""
     max_attempts: int = Field(default=5, ge=1, le=100)
     """Teacher failures on one review before it is dead-lettered (status failed)."""
     agreement_threshold: float = Field(default=0.75, ge=0, le=1)
@@ -128,10 +174,53 @@ class Options(BaseModel):
     finetune_epsilon: float = Field(default=0.01, ge=0, le=1)
     finetune_rounds: int = Field(default=3, ge=1, le=100)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _teacher_url_from_pool(cls, raw: object) -> object:
+        """Only ``teachers`` given: its first host is the one ``teacher_url`` names."""
+        if not isinstance(raw, dict) or raw.get("teacher_url"):
+            return raw
+        hosts = raw.get("teachers")
+        if not isinstance(hosts, list | tuple) or not hosts or not isinstance(hosts[0], dict):
+            return raw
+        first = hosts[0]
+        filled = {**raw, "teacher_url": first.get("url")}
+        if first.get("model"):
+            filled.setdefault("teacher_model", first["model"])
+        return filled
+
     @field_validator("teacher_url")
     @classmethod
     def _teacher_url(cls, value: str) -> str:
         return _http_url(value)
+
+    @property
+    def teacher_hosts(self) -> tuple[TeacherHost, ...]:
+        """The teacher pool: the ``teacher_url`` host first, then ``teachers`` (a host listed
+        twice, same URL and model, counts once; its ``teachers`` entry sets weight and
+        concurrency)."""
+        listed = [
+            TeacherHost(
+                host.url,
+                host.model or self.teacher_model,
+                host.weight,
+                host.concurrency or self.teacher_concurrency,
+            )
+            for host in self.teachers
+        ]
+        first = next(
+            (
+                host
+                for host in listed
+                if (host.url, host.model) == (self.teacher_url, self.teacher_model)
+            ),
+            TeacherHost(self.teacher_url, self.teacher_model, 1, self.teacher_concurrency),
+        )
+        pool = [first]
+        for host in listed:
+            if all((host.url, host.model) != (seen.url, seen.model) for seen in pool):
+                pool.append(host)
+        return tuple(pool)
 
     @field_validator("student_url")
     @classmethod

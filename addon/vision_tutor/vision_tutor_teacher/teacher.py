@@ -33,7 +33,7 @@ from .ollama_checks import (
     release_notes,
     server_version,
 )
-from .options import Options, summarise_validation_error
+from .options import Options, TeacherHost, summarise_validation_error
 from .reviews.queue import ClaimedReview
 from .untrusted import DATA_RULE, NAME_MAX, data
 
@@ -59,7 +59,17 @@ class TeacherUnavailable(Exception):
 
 
 class ReviewAttemptFailed(Exception):
-    """The teacher failed on this review; counts as an attempt."""
+    """The teacher failed on this review; counts as an attempt.
+
+    Unless `host_suspect` and the host turns out to be gone when checked right after: an answer
+    that broke off or never came from a host that has since stopped answering (killed, crashed,
+    switched off) is the host's failure, and the review goes to another host without spending
+    an attempt.
+    """
+
+    def __init__(self, message: str, *, host_suspect: bool = False) -> None:
+        super().__init__(message)
+        self.host_suspect = host_suspect
 
 
 class EmbeddingFailed(Exception):
@@ -120,11 +130,13 @@ def _same_model(wanted: str, available: str) -> bool:
 
 
 class Teacher:
-    """The teacher and embedding models on one Ollama server."""
+    """The teacher and embedding models on one Ollama server (one host of the pool)."""
 
-    def __init__(self, options: Options, ssl_context: ssl.SSLContext) -> None:
-        self.url = options.teacher_url
-        self.model = options.teacher_model
+    def __init__(
+        self, options: Options, ssl_context: ssl.SSLContext, host: TeacherHost | None = None
+    ) -> None:
+        self.url = options.teacher_url if host is None else host.url
+        self.model = options.teacher_model if host is None else host.model
         self.embedding_model = options.embedding_model
         self.timeout_s = options.teacher_timeout_s
         self.max_tokens = options.teacher_max_tokens
@@ -167,11 +179,12 @@ class Teacher:
             ) from None
         except TimeoutError, httpx.TimeoutException:
             raise ReviewAttemptFailed(
-                f"the teacher did not answer within {self.timeout_s:g} s"
+                f"the teacher did not answer within {self.timeout_s:g} s", host_suspect=True
             ) from None
         except httpx.TransportError as err:
             raise ReviewAttemptFailed(
-                f"the connection to the teacher broke: {err or type(err).__name__}"
+                f"the connection to the teacher broke: {err or type(err).__name__}",
+                host_suspect=True,
             ) from None
         except ollama.ResponseError as err:
             if err.status_code == NOT_FOUND_STATUS:

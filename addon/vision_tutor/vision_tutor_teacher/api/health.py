@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from vision_tutor_teacher import metrics
-from vision_tutor_teacher.models import Health
+from vision_tutor_teacher.models import Health, TeacherHostHealth
 from vision_tutor_teacher.storage.database import StorageError
 
 from .base import SERVICE, model_response
@@ -19,15 +19,15 @@ async def health(request: web.Request) -> web.Response:
     except StorageError:
         depth = None
     report = service.health()
-    teacher = service.worker.health
+    worker = service.worker
     storage = service.storage
     return model_response(
         Health(
             status="ok" if report.ok else "degraded",
             reasons=report.reasons,
-            teacher="reachable" if teacher.reachable else "unreachable",
-            teacher_error=teacher.error,
-            breaker=service.worker.breaker.state,
+            teacher="reachable" if worker.reachable else "unreachable",
+            teacher_error=worker.teacher_error,
+            breaker=worker.breaker_state,
             storage=(
                 "failing"
                 if service.db.storage_error is not None
@@ -40,7 +40,23 @@ async def health(request: web.Request) -> web.Response:
             queue_depth=depth,
             version=service.version,
             database_id=await service.events.database_id(),
-            notes=list(service.teacher.notes),
+            notes=[note for host in worker.hosts for note in host.teacher.notes],
+            teachers=[
+                TeacherHostHealth(
+                    url=host.url,
+                    model=host.config.model,
+                    status="reachable" if host.health.reachable else "unreachable",
+                    error=host.health.error,
+                    breaker=host.breaker.state,
+                    in_flight=host.outstanding,
+                    concurrency=host.config.concurrency,
+                    weight=host.config.weight,
+                    reviewed=host.reviewed,
+                    moved=host.moved,
+                    notes=list(host.teacher.notes),
+                )
+                for host in worker.hosts
+            ],
         )
     )
 
@@ -55,14 +71,27 @@ async def prometheus(request: web.Request) -> web.Response:
     text = metrics.render(
         await service.queue.stats(),
         metrics.Health(
-            teacher_reachable=worker.health.reachable,
+            teacher_reachable=worker.reachable,
             healthy=service.health().ok,
-            breaker_open=not worker.breaker.closed,
-            breaker_opened=worker.breaker.opened,
+            breaker_open=worker.breaker_state != "closed",
+            breaker_opened=worker.breaker_opened,
             busy_answers=worker.busy_answers,
             storage_failing=service.db.storage_error is not None,
             storage_free_bytes=service.storage.free_bytes,
             restarts=service.parts.restarts,
+            hosts=[
+                metrics.HostMetrics(
+                    url=host.url,
+                    up=host.health.reachable,
+                    breaker_open=not host.breaker.closed,
+                    in_flight=host.outstanding,
+                    reviewed=host.reviewed,
+                    failed_attempts=host.failed_attempts,
+                    busy_answers=host.busy_answers,
+                    moved=host.moved,
+                )
+                for host in worker.hosts
+            ],
         ),
     )
     return web.Response(text=text, headers={"Content-Type": metrics.CONTENT_TYPE})

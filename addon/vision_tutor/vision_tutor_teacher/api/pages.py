@@ -51,7 +51,7 @@ async def page(request: web.Request) -> web.Response:
     html = render_page(
         version=service.version,
         stats=current,
-        teacher_error=service.worker.health.error,
+        teacher_error=service.worker.teacher_error,
         problems=service.health().reasons,
         pending=pending,
         verdicts=verdicts,

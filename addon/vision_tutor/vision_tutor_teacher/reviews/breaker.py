@@ -17,6 +17,7 @@ Health is ``degraded`` while the breaker is not closed, with the failures that o
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 import logging
 import time
@@ -40,8 +41,18 @@ class FailedAttempt:
 class Breaker:
     """See the module docstring. All methods run on the event loop."""
 
-    def __init__(self, threshold: int, first_probe_s: float, max_probe_s: float) -> None:
+    def __init__(
+        self,
+        threshold: int,
+        first_probe_s: float,
+        max_probe_s: float,
+        on_change: Callable[[], None] = lambda: None,
+        label: str = "the teacher",
+    ) -> None:
         self.threshold = threshold
+        self.label = label
+        """How the log names the host ("the teacher at URL" in a pool)."""
+        self._on_change = on_change
         self.first_probe_s = first_probe_s
         self.max_probe_s = max_probe_s
         self.state: BreakerState = "closed"
@@ -79,7 +90,10 @@ class Breaker:
     def success(self) -> None:
         self._run.clear()
         if self.state != "closed":
-            _LOGGER.info("The teacher answers again; circuit breaker closed, queue resumed")
+            _LOGGER.info(
+                "%s answers again; circuit breaker closed, queue resumed",
+                self.label[:1].upper() + self.label[1:],
+            )
             self.state = "closed"
             self.reason = None
             self.interval_s = self.first_probe_s
@@ -113,9 +127,12 @@ class Breaker:
             f"every {self.interval_s:g} s"
         )
         self.next_probe_at = time.monotonic() + self.interval_s
-        _LOGGER.warning("The teacher fails systemically: %s", self.reason)
+        _LOGGER.warning(
+            "%s fails systemically: %s", self.label[:1].upper() + self.label[1:], self.reason
+        )
         self._notify()
 
     def _notify(self) -> None:
         self.changed.set()
         self.changed.clear()
+        self._on_change()
