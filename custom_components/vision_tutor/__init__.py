@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import ollama
+
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant, callback
+from homeassistant.exceptions import ConfigEntryNotReady
 from homeassistant.helpers import config_validation as cv, device_registry as dr
 from homeassistant.helpers.typing import ConfigType
+from homeassistant.helpers.update_coordinator import UpdateFailed
 
 from .const import (
     CONF_AUDIT_RATE,
+    CONF_EXTRA_STUDENT_URLS,
     CONF_CHANGE_SENSITIVITY,
     CONF_CLEAN_TO_CLEAR,
     CONF_FRAME_WIDTH,
@@ -61,9 +66,10 @@ from .lab import PromptLab
 from .ollama_client import create_client
 from .outbox import EscalationOutbox, OutboxEntry, Outcome
 from .overrides import camera_options
-from .pipeline import PipelineSettings, StudentClient
+from .pipeline import PipelineSettings, Student, StudentClient, StudentUnavailable
 from .routing import RoutingPolicy
 from .services import async_setup_services
+from .student_pool import PooledStudent, StudentPool, camera_load
 from .teacher import NOT_REVIEWED, StreamEvent, TeacherLink
 from .temporal import WindowConfig
 
@@ -84,7 +90,9 @@ class VisionTutorData:
     """What a loaded config entry holds."""
 
     host: HostCoordinator
+    """The (first) student host."""
     student: StudentClient
+    """The first host's client."""
     hub_device_id: str
     """The hub device (the student host); each camera's device hangs off it."""
     cameras: dict[str, CameraCoordinator] = field(default_factory=dict)
@@ -97,6 +105,10 @@ class VisionTutorData:
     prompt: ActivePrompt = field(default_factory=ActivePrompt)
     lab: PromptLab | None = None
     """The prompt lab's state; set during setup."""
+    hosts: dict[str, HostCoordinator] = field(default_factory=dict)
+    """Every student host by URL, the first one included."""
+    pool: StudentPool | None = None
+    """Which host each camera's frames go to, with more than one student host."""
 
 
 type VisionTutorConfigEntry = ConfigEntry[VisionTutorData]
@@ -137,20 +149,29 @@ async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) 
     entry.async_on_unload(entry.add_update_listener(_async_reload_on_change))
     client = create_client(entry.data[CONF_STUDENT_URL])
     host = HostCoordinator(hass, entry, client)
-    # The entry is the host: if it does not answer, retry the whole entry later.
-    await host.async_config_entry_first_refresh()
+    hosts = {host.url: host}
+    for number, url in enumerate(entry.data.get(CONF_EXTRA_STUDENT_URLS) or (), start=2):
+        if url not in hosts:
+            hosts[url] = HostCoordinator(
+                hass, entry, create_client(url), url=url, key=f"_{number}"
+            )
+    if len(hosts) == 1:
+        # The entry is the host: if it does not answer, retry the whole entry later.
+        await host.async_config_entry_first_refresh()
+    else:
+        # A student pool works while any of its hosts does.
+        for member in hosts.values():
+            member.pooled = True
+        await asyncio.gather(*(member.async_refresh() for member in hosts.values()))
+        if not any(member.last_update_success for member in hosts.values()):
+            raise ConfigEntryNotReady(
+                translation_domain=DOMAIN,
+                translation_key="student_pool_unreachable",
+                translation_placeholders={"urls": ", ".join(hosts)},
+            )
 
     options = entry.options
-    student = StudentClient(
-        client,
-        entry.data[CONF_STUDENT_MODEL],
-        timeout=float(options.get(CONF_STUDENT_TIMEOUT, DEFAULT_STUDENT_TIMEOUT)),
-        semaphore=asyncio.Semaphore(int(options.get(CONF_MAX_CONCURRENT, DEFAULT_MAX_CONCURRENT))),
-        temperature=STUDENT_TEMPERATURE,
-        keep_alive=STUDENT_KEEP_ALIVE,
-        keep_alive_s=STUDENT_KEEP_ALIVE_S,
-        load_allowance=STUDENT_LOAD_ALLOWANCE,
-    )
+    student = _student_client(entry, client)
     hub = dr.async_get(hass).async_get_or_create(
         config_entry_id=entry.entry_id,
         identifiers={(DOMAIN, entry.entry_id)},
@@ -170,7 +191,20 @@ async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) 
             on_status=host.async_update_listeners,
         )
         await teacher.async_load_cursor()
-    data = VisionTutorData(host=host, student=student, hub_device_id=hub.id, teacher=teacher)
+    data = VisionTutorData(
+        host=host, student=student, hub_device_id=hub.id, teacher=teacher, hosts=hosts
+    )
+    students: dict[str, Student] = {host.url: student}
+    if len(hosts) > 1:
+        data.pool = StudentPool(list(hosts))
+        students.update(
+            (url, _student_client(entry, other.client))
+            for url, other in hosts.items()
+            if url != host.url
+        )
+        for url, other in hosts.items():
+            entry.async_on_unload(other.async_add_listener(_pool_listener(data.pool, other)))
+            data.pool.set_healthy(url, _host_works(other))
     if teacher is not None:
         data.outbox = EscalationOutbox(
             hass,
@@ -188,11 +222,20 @@ async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) 
     subentries = [s for s in entry.subentries.values() if s.subentry_type == SUBENTRY_CAMERA]
     for index, subentry in enumerate(subentries):
         interval = int(subentry.data.get(CONF_SCAN_INTERVAL) or 0)
+        camera_student: Student = student
+        if data.pool is not None:
+            data.pool.add_camera(subentry.subentry_id, camera_load(interval))
+            camera_student = PooledStudent(
+                data.pool,
+                students,
+                subentry.subentry_id,
+                on_host_failed=lambda url, err: _host_failed(hosts[url], err),
+            )
         data.cameras[subentry.subentry_id] = CameraCoordinator(
             hass,
             entry,
             subentry,
-            student=student,
+            student=camera_student,
             settings=pipeline_settings(camera_options(entry.options, subentry.data)),
             frame_width=frame_width,
             prompt=data.prompt,
@@ -224,6 +267,49 @@ async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) 
         entry.async_create_background_task(hass, data.outbox.async_run(), f"{DOMAIN} outbox")
         entry.async_create_background_task(hass, data.lab.async_sync(), f"{DOMAIN} lab sync")
     return True
+
+
+def _student_client(entry: VisionTutorConfigEntry, client: ollama.AsyncClient) -> StudentClient:
+    """The student on one host, with the entry's timeout and its own share of concurrency."""
+    options = entry.options
+    return StudentClient(
+        client,
+        entry.data[CONF_STUDENT_MODEL],
+        timeout=float(options.get(CONF_STUDENT_TIMEOUT, DEFAULT_STUDENT_TIMEOUT)),
+        semaphore=asyncio.Semaphore(int(options.get(CONF_MAX_CONCURRENT, DEFAULT_MAX_CONCURRENT))),
+        temperature=STUDENT_TEMPERATURE,
+        keep_alive=STUDENT_KEEP_ALIVE,
+        keep_alive_s=STUDENT_KEEP_ALIVE_S,
+        load_allowance=STUDENT_LOAD_ALLOWANCE,
+    )
+
+
+def _host_works(host: HostCoordinator) -> bool:
+    """A pool host takes frames while its poll succeeds and it has the student model."""
+    return host.last_update_success and (host.data is None or host.data.model_present)
+
+
+def _pool_listener(pool: StudentPool, host: HostCoordinator) -> Callable[[], None]:
+    @callback
+    def update() -> None:
+        pool.set_healthy(host.url, _host_works(host))
+
+    return update
+
+
+@callback
+def _host_failed(host: HostCoordinator, err: StudentUnavailable) -> None:
+    """A frame found a pool host down or without its model: its sensor says so now."""
+    if err.reason == "model_missing":
+        host.report_model_missing()
+        return
+    host.async_set_update_error(
+        UpdateFailed(
+            translation_domain=DOMAIN,
+            translation_key="student_unreachable",
+            translation_placeholders={"url": host.url, "error": str(err)},
+        )
+    )
 
 
 @callback

@@ -14,10 +14,12 @@ from homeassistant.components.binary_sensor import (
 from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.util import slugify
 
 from . import VisionTutorConfigEntry
 from .coordinator import CameraState, HostCoordinator
 from .entity import CameraEntity, HostEntity
+from .flow_helpers import url_title
 
 PARALLEL_UPDATES = 0
 
@@ -80,14 +82,34 @@ STUDENT_CONNECTIVITY = BinarySensorEntityDescription(
 )
 
 
+def pool_host_connectivity(url: str) -> BinarySensorEntityDescription:
+    """The connectivity sensor of another host of a student pool (named after its address)."""
+    return BinarySensorEntityDescription(
+        key=f"student_connectivity_{slugify(url)}",
+        translation_key="student_host_connectivity",
+        translation_placeholders={"host": url_title(url)},
+        device_class=BinarySensorDeviceClass.CONNECTIVITY,
+        entity_category=EntityCategory.DIAGNOSTIC,
+    )
+
+
 async def async_setup_entry(
     hass: HomeAssistant,
     entry: VisionTutorConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """Add the host's connectivity sensor and a safety sensor per camera."""
+    """Add a connectivity sensor per student host and a safety sensor per camera."""
     data = entry.runtime_data
-    async_add_entities([StudentConnectivitySensor(data.host, STUDENT_CONNECTIVITY)])
+    async_add_entities(
+        [
+            StudentConnectivitySensor(data.host, STUDENT_CONNECTIVITY),
+            *(
+                StudentConnectivitySensor(host, pool_host_connectivity(url))
+                for url, host in data.hosts.items()
+                if host is not data.host
+            ),
+        ]
+    )
     for subentry_id, camera in data.cameras.items():
         async_add_entities([SafetySensor(camera, SAFETY)], config_subentry_id=subentry_id)
 
@@ -109,7 +131,7 @@ class SafetySensor(CameraEntity, BinarySensorEntity):
 
 
 class StudentConnectivitySensor(HostEntity, BinarySensorEntity):
-    """Whether the student host answered its last poll."""
+    """Whether a student host answered its last poll (the hub device has one per host)."""
 
     def __init__(
         self, coordinator: HostCoordinator, description: BinarySensorEntityDescription

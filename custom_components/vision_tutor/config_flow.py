@@ -1,6 +1,7 @@
 """Config flow for Vision Tutor: the hosts, the cameras (subentries) and the options.
 
-A config entry is one student host (unique id: its normalised URL) with the model it runs and
+A config entry is one student host (unique id: its normalised URL) with the model it runs, and
+optionally more hosts with the same model (a student pool, added when reconfiguring), and
 where escalations go: the Vision Tutor add-on (found by Supervisor discovery), a teacher service
 entered by hand, or nowhere. Each monitored camera is a subentry. Setup and reconfigure share
 their steps; which one is running decides only how the flow ends.
@@ -50,6 +51,7 @@ from .const import (
     CONF_CHANGE_SENSITIVITY,
     CONF_CLEAN_TO_CLEAR,
     CONF_DISMISSAL_CLEARS,
+    CONF_EXTRA_STUDENT_URLS,
     CONF_FRAME_WIDTH,
     CONF_MAX_CONCURRENT,
     CONF_MIN_CONFIDENCE,
@@ -90,6 +92,7 @@ from .flow_helpers import (
     ModelListing,
     Teacher,
     async_check_model,
+    async_check_student_hosts,
     async_check_teacher,
     async_list_models,
     async_pull_model,
@@ -310,6 +313,8 @@ class VisionTutorConfigFlow(ConfigFlow, domain=DOMAIN):
         self._addon: Teacher | None = None
         """The add-on teacher found by discovery."""
         self._addon_name = ""
+        self._extra_hosts: list[str] | None = None
+        """More student hosts with the same model (reconfigure); None: keep the entry's."""
 
     @staticmethod
     @callback
@@ -370,7 +375,14 @@ class VisionTutorConfigFlow(ConfigFlow, domain=DOMAIN):
         )
 
     async def _async_claim_student_url(self, url: str) -> None:
-        """Abort when another entry already has this student host."""
+        """Abort when another entry already has this student host (also as a pool's host)."""
+        editing = self._get_reconfigure_entry() if self.source == SOURCE_RECONFIGURE else None
+        if any(
+            url in (other.data.get(CONF_EXTRA_STUDENT_URLS) or ())
+            for other in self._async_current_entries(include_ignore=False)
+            if editing is None or other.entry_id != editing.entry_id
+        ):
+            raise AbortFlow("already_configured")
         if self.source != SOURCE_RECONFIGURE:
             await self.async_set_unique_id(url)
             self._abort_if_unique_id_configured()
@@ -483,7 +495,66 @@ class VisionTutorConfigFlow(ConfigFlow, domain=DOMAIN):
         if self._addon is not None:
             # Discovery: the user already chose the add-on as the teacher.
             return self._async_finish(self._addon)
+        if self.source == SOURCE_RECONFIGURE:
+            # More hosts are for a setup that works; the first setup stays one host.
+            return await self.async_step_student_hosts()
         return await self.async_step_teacher()
+
+    async def async_step_student_hosts(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Add another student host (or remove one): Ollama servers with the same model."""
+        assert self._student_url is not None
+        assert self._model is not None
+        errors: dict[str, str] = {}
+        placeholders = {"url": self._student_url, "model": self._model}
+        entry = self._get_reconfigure_entry()
+        if user_input is not None:
+            taken = {
+                url: other.title
+                for other in self._async_current_entries(include_ignore=False)
+                if other.entry_id != entry.entry_id
+                for url in (
+                    other.data.get(CONF_STUDENT_URL),
+                    *(other.data.get(CONF_EXTRA_STUDENT_URLS) or ()),
+                )
+                if url
+            }
+            try:
+                self._extra_hosts = await async_check_student_hosts(
+                    user_input.get(CONF_EXTRA_STUDENT_URLS),
+                    first=self._student_url,
+                    model=self._model,
+                    taken=taken,
+                )
+            except FlowError as err:
+                _form_error(errors, placeholders, err)
+            else:
+                return await self.async_step_teacher()
+        else:
+            user_input = {
+                CONF_EXTRA_STUDENT_URLS: [
+                    url
+                    for url in entry.data.get(CONF_EXTRA_STUDENT_URLS) or ()
+                    if url != self._student_url
+                ]
+            }
+        listed = [str(url) for url in user_input.get(CONF_EXTRA_STUDENT_URLS) or ()]
+        schema = probatio.Schema(
+            {
+                probatio.Optional(CONF_EXTRA_STUDENT_URLS): SelectSelector(
+                    SelectSelectorConfig(
+                        options=listed, multiple=True, custom_value=True, sort=False
+                    )
+                )
+            }
+        )
+        return self.async_show_form(
+            step_id="student_hosts",
+            data_schema=self.add_suggested_values_to_schema(schema, user_input),
+            errors=errors,
+            description_placeholders=placeholders,
+        )
 
     async def async_step_teacher(
         self, user_input: dict[str, Any] | None = None
@@ -557,6 +628,8 @@ class VisionTutorConfigFlow(ConfigFlow, domain=DOMAIN):
             if self.source != SOURCE_RECONFIGURE
             or entry.entry_id != self._get_reconfigure_entry().entry_id
         ]
+        if self._extra_hosts is not None:
+            data[CONF_EXTRA_STUDENT_URLS] = self._extra_hosts
         if self.source != SOURCE_RECONFIGURE:
             return self.async_create_entry(
                 title=hub_title(others), data=data, options=default_options()

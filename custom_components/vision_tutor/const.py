@@ -7,6 +7,8 @@ DOMAIN: Final = "vision_tutor"
 # Config entry data: the hosts (one entry per student host).
 CONF_STUDENT_URL: Final = "student_url"
 CONF_STUDENT_MODEL: Final = "student_model"
+CONF_EXTRA_STUDENT_URLS: Final = "extra_student_urls"
+"""More Ollama hosts with the same student model (a student pool); absent or empty: one host."""
 CONF_TEACHER_MODE: Final = "teacher_mode"
 CONF_TEACHER_URL: Final = "teacher_url"
 CONF_TEACHER_TOKEN: Final = "teacher_token"

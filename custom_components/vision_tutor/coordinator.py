@@ -67,7 +67,7 @@ from .pipeline import (
     CameraPipeline,
     PipelineSettings,
     QueuedTooLong,
-    StudentClient,
+    Student,
     StudentTimeout,
     StudentUnavailable,
 )
@@ -96,6 +96,8 @@ SLOW_RAISE = 6
 SLOW_CLEAR = 3
 """Timeouts among them at or below which it goes away again."""
 IMAGE_LIMITER: HassKey[ImageLimiter] = HassKey(f"{DOMAIN}_image_limiter")
+POOL_ISSUES = frozenset({"student_unreachable", "model_missing"})
+"""Repairs worded otherwise for a host of a student pool (the other hosts take its cameras)."""
 
 type SkipReason = Literal["unchanged", "queued_too_long"]
 
@@ -187,32 +189,48 @@ class HostCoordinator(DataUpdateCoordinator[HostState]):
     config_entry: VisionTutorConfigEntry
 
     def __init__(
-        self, hass: HomeAssistant, entry: VisionTutorConfigEntry, client: ollama.AsyncClient
+        self,
+        hass: HomeAssistant,
+        entry: VisionTutorConfigEntry,
+        client: ollama.AsyncClient,
+        *,
+        url: str | None = None,
+        key: str = "",
     ) -> None:
+        """`url` and `key` for another host of a student pool (see `student_pool`): its
+        address, and what tells its repairs from the first host's."""
+        self.url: str = url or entry.data[CONF_STUDENT_URL]
         super().__init__(
             hass,
             _LOGGER,
             config_entry=entry,
-            name=f"{DOMAIN} host {entry.data[CONF_STUDENT_URL]}",
+            name=f"{DOMAIN} host {self.url}",
             update_interval=HUB_POLL_INTERVAL,
         )
         self.client = client
+        self.key = key
+        self.pooled = False
+        """One of several student hosts (set by the entry's setup)."""
+
+    @property
+    def _down_key(self) -> str:
+        return f"{self.config_entry.entry_id}{self.key}"
 
     @property
     def _down_since(self) -> datetime | None:
         """When the host stopped answering; kept across setup retries of the entry."""
-        return self.hass.data.get(HOST_DOWN_SINCE, {}).get(self.config_entry.entry_id)
+        return self.hass.data.get(HOST_DOWN_SINCE, {}).get(self._down_key)
 
     @_down_since.setter
     def _down_since(self, since: datetime | None) -> None:
         down = self.hass.data.setdefault(HOST_DOWN_SINCE, {})
         if since is None:
-            down.pop(self.config_entry.entry_id, None)
+            down.pop(self._down_key, None)
         else:
-            down[self.config_entry.entry_id] = since
+            down[self._down_key] = since
 
     async def _async_update_data(self) -> HostState:
-        url = self.config_entry.data[CONF_STUDENT_URL]
+        url = self.url
         model = self.config_entry.data[CONF_STUDENT_MODEL]
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
@@ -294,13 +312,12 @@ class HostCoordinator(DataUpdateCoordinator[HostState]):
 
     def report_model_missing(self) -> None:
         """A chat answered 404: say so now rather than at the next poll."""
-        data = self.config_entry.data
         self._issue(
-            "model_missing", {"url": data[CONF_STUDENT_URL], "model": data[CONF_STUDENT_MODEL]}
+            "model_missing", {"url": self.url, "model": self.config_entry.data[CONF_STUDENT_MODEL]}
         )
 
     def _issue_id(self, key: str) -> str:
-        return f"{key}_{self.config_entry.entry_id}"
+        return f"{key}_{self.config_entry.entry_id}{self.key}"
 
     def _issue(
         self,
@@ -315,7 +332,8 @@ class HostCoordinator(DataUpdateCoordinator[HostState]):
             self._issue_id(key),
             is_fixable=False,
             severity=severity,
-            translation_key=key,
+            # In a student pool the other hosts go on analysing: the pool's wording says so.
+            translation_key=f"pool_{key}" if self.pooled and key in POOL_ISSUES else key,
             translation_placeholders=placeholders,
         )
 
@@ -336,7 +354,7 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
         entry: VisionTutorConfigEntry,
         subentry: ConfigSubentry,
         *,
-        student: StudentClient,
+        student: Student,
         settings: PipelineSettings,
         frame_width: int,
         prompt: ActivePrompt,
@@ -537,12 +555,14 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
             translation_domain=DOMAIN,
             translation_key=f"student_{err.reason}",
             translation_placeholders={
-                "url": self.config_entry.data[CONF_STUDENT_URL],
+                "url": err.url or self.config_entry.data[CONF_STUDENT_URL],
                 "model": self.config_entry.data[CONF_STUDENT_MODEL],
                 "error": str(err),
             },
         )
-        if err.reason == "model_missing":
+        if err.url is not None:
+            pass  # a student pool's host: the pool told that host's coordinator already
+        elif err.reason == "model_missing":
             self.host.report_model_missing()
         else:
             # The hub's connectivity sensor should not wait for its next poll.

@@ -9,10 +9,15 @@ from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
 
 from . import VisionTutorConfigEntry
-from .const import CONF_STUDENT_URL, CONF_TEACHER_TOKEN, CONF_TEACHER_URL
+from .const import (
+    CONF_EXTRA_STUDENT_URLS,
+    CONF_STUDENT_URL,
+    CONF_TEACHER_TOKEN,
+    CONF_TEACHER_URL,
+)
 from .services import analysis_response
 
-TO_REDACT = {CONF_TEACHER_TOKEN, CONF_STUDENT_URL, CONF_TEACHER_URL}
+TO_REDACT = {CONF_TEACHER_TOKEN, CONF_STUDENT_URL, CONF_TEACHER_URL, CONF_EXTRA_STUDENT_URLS}
 """The token, and the hosts: addresses on the user's network are theirs, not support's."""
 
 
@@ -58,7 +63,41 @@ async def async_get_config_entry_diagnostics(
             "models": list(host.data.models) if host.data else [],
             "model_present": host.data.model_present if host.data else None,
         },
+        "student_pool": _pool(entry),
         "prompt_version": data.prompt.version,
         "escalations_last_hour": data.escalations.last_hour(dt_util.utcnow()),
         "cameras": cameras,
+    }
+
+
+def _pool(entry: VisionTutorConfigEntry) -> dict[str, Any] | None:
+    """Each student host (as "host N", in the order of the entry) with its cameras, and the
+    last moves of cameras between them; None with a single host."""
+    data = entry.runtime_data
+    pool = data.pool
+    if pool is None:
+        return None
+    label = {url: f"host {number}" for number, url in enumerate(pool.hosts, start=1)}
+    return {
+        "hosts": [
+            {
+                "host": label[url],
+                "reachable": data.hosts[url].last_update_success,
+                "model_present": (
+                    data.hosts[url].data.model_present if data.hosts[url].data else None
+                ),
+                "healthy": pool.healthy[url],
+                "cameras": pool.cameras_on(url),
+                "load_frames_per_minute": round(pool.load(url), 2),
+            }
+            for url in pool.hosts
+        ],
+        "moves": [
+            {
+                "camera": move.camera,
+                "from": label[move.source] if move.source else None,
+                "to": label[move.target],
+            }
+            for move in pool.moves[-10:]
+        ],
     }

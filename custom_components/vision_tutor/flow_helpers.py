@@ -30,6 +30,7 @@ from .const import (
     CONF_CHANGE_SENSITIVITY,
     CONF_CLEAN_TO_CLEAR,
     CONF_DISMISSAL_CLEARS,
+    CONF_EXTRA_STUDENT_URLS,
     CONF_FRAME_WIDTH,
     CONF_MAX_CONCURRENT,
     CONF_MIN_CONFIDENCE,
@@ -261,6 +262,42 @@ async def async_pull_model(url: str, model: str, progress: Callable[[float], Non
         raise FlowError(
             "pull_failed", placeholders={"model": model, "error": str(err) or type(err).__name__}
         ) from err
+
+
+async def async_check_student_hosts(
+    raw: object, *, first: str, model: str, taken: Mapping[str, str]
+) -> list[str]:
+    """The other hosts of a student pool, cleaned and checked: each an address Ollama answers
+    at, with `model` able to see images. `taken` maps the hosts of other entries to their
+    titles. Raises `FlowError` on the `extra_student_urls` field, naming the host."""
+    field = CONF_EXTRA_STUDENT_URLS
+    values = raw if isinstance(raw, list | tuple) else [] if raw in (None, "") else [raw]
+    urls: list[str] = []
+    for value in values:
+        text = str(value).strip()
+        if not text:
+            continue
+        url = normalise_url(text, default_port=OLLAMA_DEFAULT_PORT)
+        if url is None:
+            raise FlowError("student_host_invalid", field, {"url": text})
+        if url == first or url in urls:
+            raise FlowError("student_host_duplicate", field, {"url": url})
+        if url in taken:
+            raise FlowError("student_host_in_use", field, {"url": url, "entry": taken[url]})
+        urls.append(url)
+    for url in urls:
+        try:
+            listing = await async_list_models(url)
+        except FlowError as err:
+            raise FlowError("student_host_unusable", field, {"url": url}) from err
+        if not any(_same_model(model, listed) for listed in listing.vision):
+            raise FlowError("student_host_no_model", field, {"url": url, "model": model})
+    return urls
+
+
+def _same_model(wanted: str, listed: str) -> bool:
+    """Ollama lists "name:latest" for a model pulled as "name"."""
+    return listed.removesuffix(":latest") == wanted.removesuffix(":latest")
 
 
 @contextlib.asynccontextmanager

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 import random
 import time
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 import httpx
 import ollama
@@ -43,9 +43,18 @@ class QueuedTooLong(Exception):
 class StudentUnavailable(Exception):
     """No analysis is possible: the host does not answer, or the model is not on it."""
 
-    def __init__(self, reason: Literal["unreachable", "model_missing"], message: str) -> None:
+    def __init__(
+        self,
+        reason: Literal["unreachable", "model_missing"],
+        message: str,
+        *,
+        url: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.reason = reason
+        self.url = url
+        """The host of a student pool that failed last (its coordinator was told already);
+        None with a single host."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +70,18 @@ STUDENT_MAX_TOKENS: Final = 512
 """The longest answer asked for (Ollama's num_predict). One in the contract takes about a hundred
 tokens; without a cap a small model that loops writes until its context is full, which on a CPU
 host takes minutes and holds the student for every camera."""
+
+
+class Student(Protocol):
+    """What a camera's pipeline asks: one host's `StudentClient`, or a camera's share of a
+    student pool (`student_pool.PooledStudent`)."""
+
+    model: str
+    timeout: float
+
+    async def ask(self, jpeg: bytes, system_prompt: str) -> StudentAnswer | StudentError:
+        """The student's answer to a frame (see `StudentClient.ask`)."""
+        ...
 
 
 class StudentClient:
@@ -203,9 +224,7 @@ class PipelineSettings:
 class CameraPipeline:
     """Frame in, analysis out, for one camera; holds its change gate and temporal window."""
 
-    def __init__(
-        self, student: StudentClient, settings: PipelineSettings, *, rng: random.Random
-    ) -> None:
+    def __init__(self, student: Student, settings: PipelineSettings, *, rng: random.Random) -> None:
         self.student = student
         self.settings = settings
         self.window = SafetyWindow(settings.window)
