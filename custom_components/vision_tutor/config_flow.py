@@ -507,7 +507,7 @@ class VisionTutorConfigFlow(ConfigFlow, domain=DOMAIN):
         assert self._student_url is not None
         assert self._model is not None
         errors: dict[str, str] = {}
-        placeholders = {"url": self._student_url, "model": self._model}
+        placeholders = {"first": self._student_url, "model": self._model}
         entry = self._get_reconfigure_entry()
         if user_input is not None:
             taken = {
@@ -628,7 +628,11 @@ class VisionTutorConfigFlow(ConfigFlow, domain=DOMAIN):
             if self.source != SOURCE_RECONFIGURE
             or entry.entry_id != self._get_reconfigure_entry().entry_id
         ]
-        if self._extra_hosts is not None:
+        if self._extra_hosts or (
+            self._extra_hosts is not None
+            and CONF_EXTRA_STUDENT_URLS in self._get_reconfigure_entry().data
+        ):
+            # A single host keeps the data it always had; a pool's list may become empty.
             data[CONF_EXTRA_STUDENT_URLS] = self._extra_hosts
         if self.source != SOURCE_RECONFIGURE:
             return self.async_create_entry(

@@ -597,6 +597,8 @@ async def test_reconfigure_model_and_teacher(
     assert result["step_id"] == "model"
     assert schema_default(result, CONF_STUDENT_MODEL) == "gemma4:e2b"
     result = await submit(hass, result, {CONF_STUDENT_MODEL: "gemma4:26b"})
+    assert result["step_id"] == "student_hosts"
+    result = await submit(hass, result, {})
     assert result["step_id"] == "teacher"
     assert schema_default(result, CONF_TEACHER_MODE) == TEACHER_MODE_NONE
     result = await submit(hass, result, {CONF_TEACHER_MODE: TEACHER_MODE_MANUAL})
@@ -634,6 +636,8 @@ async def test_reconfigure_moves_the_entry_to_another_host(
             result = await entry.start_reconfigure_flow(hass)
             result = await submit(hass, result, {CONF_STUDENT_URL: host.url})
             result = await submit(hass, result, {CONF_STUDENT_MODEL: "gemma4:e2b"})
+            assert result["step_id"] == "student_hosts"
+            result = await submit(hass, result, {})
             result = await submit(hass, result, {CONF_TEACHER_MODE: TEACHER_MODE_NONE})
             assert result["reason"] == "reconfigure_successful"
             assert entry.unique_id == host.url
@@ -684,6 +688,8 @@ async def test_reconfigure_keeps_the_addon_and_its_settings(
     result = await entry.start_reconfigure_flow(hass)
     result = await submit(hass, result, {CONF_STUDENT_URL: simulator.url})
     result = await submit(hass, result, {CONF_STUDENT_MODEL: "gemma4:26b"})
+    assert result["step_id"] == "student_hosts"
+    result = await submit(hass, result, {})
     assert select_options(result, CONF_TEACHER_MODE) == [
         TEACHER_MODE_ADDON,
         TEACHER_MODE_NONE,
@@ -714,6 +720,8 @@ async def test_reconfigure_manual_teacher_prefilled_then_removed(
     result = await entry.start_reconfigure_flow(hass)
     result = await submit(hass, result, {CONF_STUDENT_URL: simulator.url})
     result = await submit(hass, result, {CONF_STUDENT_MODEL: "gemma4:e2b"})
+    assert result["step_id"] == "student_hosts"
+    result = await submit(hass, result, {})
     assert schema_default(result, CONF_TEACHER_MODE) == TEACHER_MODE_MANUAL
     manual = await submit(hass, result, {CONF_TEACHER_MODE: TEACHER_MODE_MANUAL})
     assert schema_default(manual, CONF_TEACHER_URL) == "http://10.0.0.9:8765"
@@ -723,6 +731,8 @@ async def test_reconfigure_manual_teacher_prefilled_then_removed(
     result = await entry.start_reconfigure_flow(hass)
     result = await submit(hass, result, {CONF_STUDENT_URL: simulator.url})
     result = await submit(hass, result, {CONF_STUDENT_MODEL: "gemma4:e2b"})
+    assert result["step_id"] == "student_hosts"
+    result = await submit(hass, result, {})
     result = await submit(hass, result, {CONF_TEACHER_MODE: TEACHER_MODE_NONE})
     assert result["reason"] == "reconfigure_successful"
     await hass.async_block_till_done()
@@ -746,6 +756,8 @@ async def test_reconfigure_manual_teacher_not_prefilled_from_another_mode(
     result = await entry.start_reconfigure_flow(hass)
     result = await submit(hass, result, {CONF_STUDENT_URL: simulator.url})
     result = await submit(hass, result, {CONF_STUDENT_MODEL: "gemma4:e2b"})
+    assert result["step_id"] == "student_hosts"
+    result = await submit(hass, result, {})
     result = await submit(hass, result, {CONF_TEACHER_MODE: TEACHER_MODE_MANUAL})
     assert result["step_id"] == "teacher_manual"
     # The add-on's internal address and token are not offered as a manual teacher.
