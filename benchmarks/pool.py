@@ -304,7 +304,9 @@ async def student_run(count: int, args: argparse.Namespace) -> dict[str, Any]:
             for frame in range(args.frames_per_camera):
                 host = student.host
                 began = time.perf_counter()
-                answer = await student.ask(jpegs[(number + frame) % len(jpegs)], STUDENT_SYSTEM_PROMPT)
+                answer = await student.ask(
+                    jpegs[(number + frame) % len(jpegs)], STUDENT_SYSTEM_PROMPT
+                )
                 waits.append((time.perf_counter() - began) * 1000)
                 if isinstance(answer, StudentError):
                     errors[answer.reason[:60]] += 1
@@ -349,9 +351,7 @@ async def failover_run(count: int, args: argparse.Namespace) -> dict[str, Any]:
                 nonlocal killed_at
                 burst = Burst()
                 progress = asyncio.Event()
-                reading = asyncio.create_task(
-                    follow(session, url, burst, args.reviews, progress)
-                )
+                reading = asyncio.create_task(follow(session, url, burst, args.reviews, progress))
                 started = time.perf_counter()
                 submitting = asyncio.create_task(
                     submit_burst(session, url, args.reviews, "failover", burst)
@@ -511,7 +511,9 @@ def _hosts(text: str) -> list[int]:
     try:
         counts = sorted({int(part) for part in text.split(",") if part.strip()})
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--hosts wants numbers like 1,2,4, not {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"--hosts wants numbers like 1,2,4, not {text!r}"
+        ) from None
     if not counts or counts[0] < 1:
         raise argparse.ArgumentTypeError("--hosts wants host counts of at least 1")
     return counts

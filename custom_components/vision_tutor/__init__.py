@@ -20,9 +20,9 @@ from homeassistant.helpers.update_coordinator import UpdateFailed
 
 from .const import (
     CONF_AUDIT_RATE,
-    CONF_EXTRA_STUDENT_URLS,
     CONF_CHANGE_SENSITIVITY,
     CONF_CLEAN_TO_CLEAR,
+    CONF_EXTRA_STUDENT_URLS,
     CONF_FRAME_WIDTH,
     CONF_MAX_CONCURRENT,
     CONF_MIN_CONFIDENCE,
@@ -152,9 +152,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) 
     hosts = {host.url: host}
     for number, url in enumerate(entry.data.get(CONF_EXTRA_STUDENT_URLS) or (), start=2):
         if url not in hosts:
-            hosts[url] = HostCoordinator(
-                hass, entry, create_client(url), url=url, key=f"_{number}"
-            )
+            hosts[url] = HostCoordinator(hass, entry, create_client(url), url=url, key=f"_{number}")
     if len(hosts) == 1:
         # The entry is the host: if it does not answer, retry the whole entry later.
         await host.async_config_entry_first_refresh()

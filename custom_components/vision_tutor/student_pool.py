@@ -119,7 +119,7 @@ class StudentPool:
         moves: list[Move] = []
         while True:
             healthy = [host for host in self.hosts if self.healthy[host]]
-            if len(healthy) < 2:  # noqa: PLR2004 - two hosts are needed to move between
+            if len(healthy) < 2:
                 return moves
             busiest = max(healthy, key=lambda host: (self.load(host), -self.hosts.index(host)))
             idlest = min(healthy, key=lambda host: (self.load(host), self.hosts.index(host)))

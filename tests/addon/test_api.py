@@ -418,6 +418,22 @@ async def test_health_stats_metrics_and_openapi(
     database_id = health.body.pop("database_id")
     free = health.body.pop("storage_free_bytes")
     assert free > 0
+    # One teacher host, the default pool: it did the three reviews.
+    assert health.body.pop("teachers") == [
+        {
+            "url": simulator.url,
+            "model": "gemma4:26b",
+            "status": "reachable",
+            "error": None,
+            "breaker": "closed",
+            "in_flight": 0,
+            "concurrency": 2,
+            "weight": 1,
+            "reviewed": 3,
+            "moved": 0,
+            "notes": [],
+        }
+    ]
     assert health.body == {
         "status": "ok",
         "reasons": [],

@@ -85,7 +85,9 @@ def test_a_bad_teacher_host_is_named_in_the_error(
 # --- The dispatch rule ----------------------------------------------------------------------------
 
 
-def load(index: int, outstanding: int, concurrency: int = 1, weight: int = 1, **kw: Any) -> HostLoad:
+def load(
+    index: int, outstanding: int, concurrency: int = 1, weight: int = 1, **kw: Any
+) -> HostLoad:
     return HostLoad(index, outstanding, concurrency, weight, kw.get("available", True))
 
 
@@ -173,7 +175,9 @@ async def scripted_host(name: str) -> AsyncIterator[Host]:
         return web.json_response({"models": [{"name": m, "model": m} for m in host.models]})
 
     async def show(request: web.Request) -> web.Response:
-        return web.json_response({"capabilities": host.capabilities, "details": {}})
+        return web.json_response(
+            {"capabilities": host.capabilities, "details": {}, "model_info": {}}
+        )
 
     async def version(request: web.Request) -> web.Response:
         return web.json_response({"version": "0.24.0"})
@@ -232,15 +236,14 @@ async def test_reviews_spread_over_the_hosts_and_the_heavier_host_goes_first(
     start_service: StartService, two_hosts: tuple[Host, Host]
 ) -> None:
     light, heavy = two_hosts
-    client = await start_pool(
-        start_service, two_hosts, teachers=[{"url": heavy.url, "weight": 3}]
-    )
+    client = await start_pool(start_service, two_hosts, teachers=[{"url": heavy.url, "weight": 3}])
     # One review on an idle pool: the heavier host takes it.
     first = await client.accepted(review_body("one", camera="camera.one"))
     await client.wait_settled({first})
     assert (light.cameras, heavy.cameras) == ([], ["camera.one"])
 
     # Both held: two reviews are with the two hosts at once, one each.
+    heavy.arrived = asyncio.Queue()
     light.hold.clear()
     heavy.hold.clear()
     ids = {await client.accepted(review_body(f"k{n}", camera=f"camera.c{n}")) for n in range(2)}
@@ -359,7 +362,9 @@ async def test_a_host_without_the_model_or_vision_is_reported_and_skipped(
         "reachable",
         None,
     )
-    assert any(reason.startswith(f"teacher {lacking.url}: unavailable") for reason in body["reasons"])
+    assert any(
+        reason.startswith(f"teacher {lacking.url}: unavailable") for reason in body["reasons"]
+    )
 
 
 async def test_a_host_gone_mid_review_hands_it_to_another_without_spending_an_attempt(

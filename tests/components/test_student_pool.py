@@ -169,7 +169,9 @@ async def test_another_student_host_is_added_and_removed_when_reconfiguring(
         result = await entry.start_reconfigure_flow(hass)
         result = await submit(hass, result, {CONF_STUDENT_URL: simulator.url})
         result = await submit(hass, result, {CONF_STUDENT_MODEL: "gemma4:e2b"})
-        marker = next(m for m in result["data_schema"].schema if m.schema == CONF_EXTRA_STUDENT_URLS)
+        marker = next(
+            m for m in result["data_schema"].schema if m.schema == CONF_EXTRA_STUDENT_URLS
+        )
         assert marker.description["suggested_value"] == [second.url]
         result = await submit(hass, result, {CONF_EXTRA_STUDENT_URLS: []})
         result = await submit(hass, result, {CONF_TEACHER_MODE: TEACHER_MODE_NONE})

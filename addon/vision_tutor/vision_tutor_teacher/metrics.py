@@ -176,18 +176,55 @@ def render(stats: Stats, health: Health) -> str:
         [(f'{{part="{part}"}}', count) for part, count in sorted(health.restarts.items())],
     )
     hosts = health.hosts
-    _per_host(lines, hosts, "teacher_host_up", "gauge", "1 while this teacher host is reachable "
-              "with its model.", "up")
-    _per_host(lines, hosts, "teacher_host_breaker_open", "gauge", "1 while this host's circuit "
-              "breaker holds its reviews.", "breaker_open")
-    _per_host(lines, hosts, "teacher_host_in_flight", "gauge", "Reviews with this host now.",
-              "in_flight")
-    _per_host(lines, hosts, "teacher_host_reviews_total", "counter", "Verdicts from this host "
-              "since the service started.", "reviewed")
-    _per_host(lines, hosts, "teacher_host_failed_attempts_total", "counter", "Attempts that "
-              "failed on this host since the service started.", "failed_attempts")
-    _per_host(lines, hosts, "teacher_host_busy_total", "counter", "Busy (503) answers from this "
-              "host since the service started.", "busy_answers")
-    _per_host(lines, hosts, "teacher_host_moved_total", "counter", "Reviews handed to another "
-              "host because this one went down with them.", "moved")
+    _per_host(
+        lines,
+        hosts,
+        "teacher_host_up",
+        "gauge",
+        "1 while this teacher host is reachable with its model.",
+        "up",
+    )
+    _per_host(
+        lines,
+        hosts,
+        "teacher_host_breaker_open",
+        "gauge",
+        "1 while this host's circuit breaker holds its reviews.",
+        "breaker_open",
+    )
+    _per_host(
+        lines, hosts, "teacher_host_in_flight", "gauge", "Reviews with this host now.", "in_flight"
+    )
+    _per_host(
+        lines,
+        hosts,
+        "teacher_host_reviews_total",
+        "counter",
+        "Verdicts from this host since the service started.",
+        "reviewed",
+    )
+    _per_host(
+        lines,
+        hosts,
+        "teacher_host_failed_attempts_total",
+        "counter",
+        "Attempts that failed on this host since the service started.",
+        "failed_attempts",
+    )
+    _per_host(
+        lines,
+        hosts,
+        "teacher_host_busy_total",
+        "counter",
+        "Busy (503) answers from this host since the service started.",
+        "busy_answers",
+    )
+    _per_host(
+        lines,
+        hosts,
+        "teacher_host_moved_total",
+        "counter",
+        "Reviews handed to another host because this one went down with them.",
+        "moved",
+    )
     return "\n".join(lines) + "\n"

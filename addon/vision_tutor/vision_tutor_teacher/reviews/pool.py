@@ -69,7 +69,7 @@ class TeacherHealth:
 
     def mark_up(self) -> None:
         if self.error is not None:
-            _LOGGER.info("%s is reachable", self.label[:1].upper() + self.label[1:])
+            _LOGGER.info("%s is reachable", _capitalised(self.label))
         was_down = not self.up.is_set()
         self.error = None
         self.up.set()
@@ -78,11 +78,17 @@ class TeacherHealth:
 
     def mark_down(self, error: str) -> None:
         if self.error != error:
-            _LOGGER.warning("%s is unavailable, holding its reviews: %s", self.label, error)
+            _LOGGER.warning(
+                "%s is unavailable, holding its reviews: %s", _capitalised(self.label), error
+            )
         self.error = error
         self.up.clear()
         self.changed.set()
         self._on_change()
+
+
+def _capitalised(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 class PoolHost:

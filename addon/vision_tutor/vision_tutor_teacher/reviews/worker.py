@@ -352,7 +352,9 @@ class ReviewWorker:
             )
         )
         host.busy_until = max(host.busy_until, time.monotonic() + delay)
-        _LOGGER.info("%s is busy; reviewers pause for %.1f s", host.health.label, delay)
+        _LOGGER.info(
+            "Busy answer from %s; reviewers leave it alone for %.1f s", host.health.label, delay
+        )
         self._notify()
         return delay
 
