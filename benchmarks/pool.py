@@ -493,12 +493,13 @@ def render_markdown(result: dict[str, Any], command: str) -> str:
 
 `{command}`
 
-**Every figure here comes from the simulator's scripted models with scaled latency** (time scale
-{meta["time_scale"]:g}: the teacher answers in about {820 * meta["time_scale"]:.0f} ms, the
-student in about {110 * meta["time_scale"]:.0f} ms, as sleeps, one request at a time per host).
-It measures how Vision Tutor spreads work over several Ollama hosts, not how fast any model is.
-The run shares {meta["machine"]} between every host, the add-on and the client; the latency is
-kept far above each request's CPU cost, so the hosts, not the cores, are what is scaled.
+**Every figure here comes from the simulator's scripted models with scaled latency**: time scale
+{meta["time_scale"]:g}, so the teacher answers in about {820 * meta["time_scale"]:.0f} ms and the
+student in about {110 * meta["time_scale"]:.0f} ms, as sleeps, one request at a time per host
+(`--num-parallel 1`). It measures how Vision Tutor spreads work over several Ollama hosts, not
+how fast any model is. One machine ({meta["machine"]}) runs every host, the add-on and the
+client; the latency is kept far above each request's CPU cost (small frames, models loaded
+first), so the hosts, not the two cores, are what is scaled. Real hosts are separate machines.
 
 ## Teacher: the add-on's review queue over a teacher pool
 
@@ -518,6 +519,9 @@ frame's wait for its answer, its turn on the host included.
 {rows("student", "frames/s")}
 
 ## Failover: a teacher host killed (kill -9) mid-burst
+
+The first host (`teacher_url`) is killed once a third of the burst is reviewed, while it works on
+a review.
 
 | measure | value |
 | --- | --- |

@@ -116,8 +116,10 @@ class ReviewWorker:
 
     @property
     def breaker_state(self) -> BreakerState:
-        """Closed while some host's breaker is; the pool's reviews are held only when none is."""
-        states = {host.breaker.state for host in self.hosts}
+        """Closed while some reachable host's breaker is: the pool's reviews are held by the
+        breakers only when none is."""
+        reachable = [host for host in self.hosts if host.health.reachable] or self.hosts
+        states = {host.breaker.state for host in reachable}
         for state in ("closed", "half_open"):
             if state in states:
                 return cast("BreakerState", state)
