@@ -55,7 +55,6 @@ from benchmarks.queue import (
     FINAL,
     ROOT,
     Process,
-    Stream,
     open_stream,
     percentile,
     review_json,
@@ -189,25 +188,6 @@ async def submit_burst(
     await asyncio.gather(*(worker() for _ in range(4)))
 
 
-async def next_event(stream: Stream) -> tuple[str, dict[str, Any]]:
-    """The next event with an id (the stream's first, ``hello``, has none and is skipped)."""
-    fields: dict[str, str] = {}
-    while True:
-        raw = await stream.response.content.readline()
-        if not raw:
-            raise EOFError("the event stream ended")
-        line = raw.decode().rstrip("\n")
-        if line.startswith(":"):
-            continue
-        if line:
-            name, _, value = line.partition(": ")
-            fields[name] = value
-            continue
-        event, fields = fields, {}
-        if "data" in event and "id" in event:
-            return event.get("event", ""), json.loads(event["data"])
-
-
 async def follow(
     session: aiohttp.ClientSession,
     url: str,
@@ -219,8 +199,10 @@ async def follow(
     stream = await open_stream(session, url, 0)
     try:
         while len(burst.final) < expected:
-            kind, data = await next_event(stream)
-            review_id = data.get("review_id")
+            _, kind, data = await stream.next()
+            if kind not in ("verdict", "review"):
+                continue  # statistics, the prompt lab
+            review_id = str(data["review_id"])
             if kind == "verdict":
                 burst.verdicts[review_id] += 1
                 burst.verdict_at.setdefault(review_id, time.perf_counter())
@@ -236,54 +218,76 @@ async def follow(
         stream.response.close()
 
 
-async def with_service(
-    work: Path, urls: Sequence[str], run: Any, *, log_level: str = "warning"
-) -> Any:
-    """Start the add-on with `urls` as its teacher pool and call ``run(session, url, service)``."""
-    options = work / "options.json"
-    options.write_text(
-        json.dumps(
-            {
-                "teacher_url": urls[0],
-                "teachers": [{"url": url} for url in urls[1:]],
-                "teacher_concurrency": 1,
-                "queue_limit": 10_000,
-                "batch_window_ms": 0,
-                "max_attempts": 5,
-                "stats_interval_s": 1.0,
-                "probe_interval_s": 2.0,
-                "log_level": log_level,
-            }
+async def burst_on_pool(
+    hosts: Sequence[Process], args: argparse.Namespace, tag: str, *, kill: Process | None = None
+) -> tuple[Burst, float | None]:
+    """The add-on with `hosts` as its teacher pool, a burst of reviews read back to the end;
+    with `kill`, that host gets SIGKILL once a third of the burst is reviewed. The burst, and
+    when the kill came (seconds into the burst)."""
+    urls = [host.url for host in hosts]
+    await warm_up(urls, (TEACHER, EMBEDDING))
+    with tempfile.TemporaryDirectory(prefix="vision-tutor-pool-") as temporary:
+        options = Path(temporary) / "options.json"
+        options.write_text(
+            json.dumps(
+                {
+                    "teacher_url": urls[0],
+                    "teachers": [{"url": url} for url in urls[1:]],
+                    "teacher_concurrency": 1,
+                    "queue_limit": 10_000,
+                    "batch_window_ms": 0,
+                    "max_attempts": 5,
+                    "stats_interval_s": 1.0,
+                    "probe_interval_s": 2.0,
+                    "log_level": "warning",
+                }
+            )
         )
-    )
-    data_dir = work / "data"
-    service = await start_service(options, data_dir)
-    token = (data_dir / "token").read_text().strip()
-    try:
-        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
-            return await run(session, service.url, service)
-    finally:
-        await service.stop()
+        data_dir = Path(temporary) / "data"
+        service = await start_service(options, data_dir)
+        token = (data_dir / "token").read_text().strip()
+        burst = Burst()
+        killed_at: float | None = None
+        try:
+            async with aiohttp.ClientSession(
+                headers={"Authorization": f"Bearer {token}"}
+            ) as session:
+                progress = asyncio.Event()
+                reading = asyncio.create_task(
+                    follow(session, service.url, burst, args.reviews, progress)
+                )
+                started = time.perf_counter()
+                submitting = asyncio.create_task(
+                    submit_burst(session, service.url, args.reviews, tag, burst)
+                )
+                async with asyncio.timeout(RUN_TIMEOUT_S):
+                    if kill is not None:
+                        while len(burst.verdict_at) < args.reviews * KILL_AT_FRACTION:
+                            progress.clear()
+                            await progress.wait()
+                        # A third reviewed: the host is working on one now (each host always
+                        # has one while reviews wait). Killed mid-answer.
+                        await kill.stop(kill=True)
+                        killed_at = time.perf_counter() - started
+                    await submitting
+                    await reading
+                async with session.get(f"{service.url}/api/v1/health") as response:
+                    burst.health = await response.json()
+        finally:
+            await service.stop()
+    return burst, killed_at
+
+
+def by_host(burst: Burst) -> dict[str, int]:
+    """Verdicts per teacher host, as the add-on's health counts them."""
+    hosts = burst.health["teachers"]
+    return {f"host {number}": host["reviewed"] for number, host in enumerate(hosts, start=1)}
 
 
 async def teacher_run(count: int, args: argparse.Namespace) -> dict[str, Any]:
     hosts = await start_hosts(count, args.time_scale)
-    urls = [host.url for host in hosts]
     try:
-        await warm_up(urls, (TEACHER, EMBEDDING))
-        with tempfile.TemporaryDirectory(prefix="vision-tutor-pool-") as temporary:
-
-            async def run(session: aiohttp.ClientSession, url: str, _: Process) -> Burst:
-                burst = Burst()
-                reading = asyncio.create_task(follow(session, url, burst, args.reviews))
-                await submit_burst(session, url, args.reviews, f"t{count}", burst)
-                async with asyncio.timeout(RUN_TIMEOUT_S):
-                    await reading
-                async with session.get(f"{url}/api/v1/health") as response:
-                    burst.health = await response.json()
-                return burst
-
-            burst: Burst = await with_service(Path(temporary), urls, run)
+        burst, _ = await burst_on_pool(hosts, args, f"t{count}")
     finally:
         await stop_hosts(hosts)
     if burst.refused:
@@ -291,16 +295,12 @@ async def teacher_run(count: int, args: argparse.Namespace) -> dict[str, Any]:
     started = min(burst.accepted.values())
     ended = max(burst.verdict_at.values())
     waits = [(burst.verdict_at[r] - burst.accepted[r]) * 1000 for r in burst.accepted]
-    per_host = {
-        f"host {number}": host["reviewed"]
-        for number, host in enumerate(burst.health["teachers"], start=1)
-    }
     return {
         "reviews_per_s": round(len(burst.verdict_at) / (ended - started), 3),
         "p95_ms": round(percentile(waits, 0.95), 1),
         "reviews": len(burst.accepted),
         "seconds": round(ended - started, 2),
-        "reviewed_by_host": per_host,
+        "reviewed_by_host": by_host(burst),
     }
 
 
@@ -370,37 +370,8 @@ async def failover_run(count: int, args: argparse.Namespace) -> dict[str, Any]:
     if count < 2:
         raise ValueError("the failover run needs at least two hosts")
     hosts = await start_hosts(count, args.time_scale)
-    urls = [host.url for host in hosts]
-    victim = hosts[0]
-    killed_at: float | None = None
     try:
-        await warm_up(urls, (TEACHER, EMBEDDING))
-        with tempfile.TemporaryDirectory(prefix="vision-tutor-pool-") as temporary:
-
-            async def run(session: aiohttp.ClientSession, url: str, _: Process) -> Burst:
-                nonlocal killed_at
-                burst = Burst()
-                progress = asyncio.Event()
-                reading = asyncio.create_task(follow(session, url, burst, args.reviews, progress))
-                started = time.perf_counter()
-                submitting = asyncio.create_task(
-                    submit_burst(session, url, args.reviews, "failover", burst)
-                )
-                async with asyncio.timeout(RUN_TIMEOUT_S):
-                    while len(burst.verdict_at) < args.reviews * KILL_AT_FRACTION:
-                        progress.clear()
-                        await progress.wait()
-                    # A third reviewed: the first host is working on one now (it always has
-                    # one while reviews wait). Kill it mid-answer.
-                    await victim.stop(kill=True)
-                    killed_at = time.perf_counter() - started
-                    await submitting
-                    await reading
-                async with session.get(f"{url}/api/v1/health") as response:
-                    burst.health = await response.json()
-                return burst
-
-            burst: Burst = await with_service(Path(temporary), urls, run)
+        burst, killed_at = await burst_on_pool(hosts, args, "failover", kill=hosts[0])
     finally:
         await stop_hosts(hosts)
     accepted = set(burst.accepted)
@@ -417,10 +388,7 @@ async def failover_run(count: int, args: argparse.Namespace) -> dict[str, Any]:
         "max_attempts_used": max(burst.attempts.get(r, 0) for r in accepted),
         "killed_host_reviews_moved": killed_host["moved"],
         "killed_host_status_after": killed_host["status"],
-        "reviewed_by_host": {
-            f"host {number}": host["reviewed"]
-            for number, host in enumerate(burst.health["teachers"], start=1)
-        },
+        "reviewed_by_host": by_host(burst),
     }
 
 

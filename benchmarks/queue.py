@@ -275,7 +275,8 @@ class Stream:
                 self.fields[name] = value
                 continue
             fields, self.fields = self.fields, {}
-            if "data" in fields:
+            # The stream's first event, ``hello``, has no id: it is no event of the log.
+            if "data" in fields and "id" in fields:
                 return int(fields["id"]), fields["event"], json.loads(fields["data"])
 
 
