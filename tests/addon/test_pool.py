@@ -264,6 +264,9 @@ async def test_reviews_spread_over_the_hosts_and_the_heavier_host_goes_first(
     metrics = (await client.get("/metrics")).body.decode()
     assert f'vision_tutor_teacher_host_reviews_total{{host="{heavy.url}"}} 2' in metrics
     assert f'vision_tutor_teacher_host_up{{host="{light.url}"}} 1' in metrics
+    page = (await client.get("/")).body.decode()
+    assert "<h2>Teacher hosts</h2>" in page
+    assert f"<td>{heavy.url}</td><td>{TEACHER}</td>" in page
 
 
 async def test_the_priority_order_holds_across_the_pool(

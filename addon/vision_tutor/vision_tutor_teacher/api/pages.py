@@ -30,7 +30,7 @@ from vision_tutor_teacher.models import PENDING_STATUSES, ReviewStatus
 from vision_tutor_teacher.options import summarise_validation_error
 from vision_tutor_teacher.storage.database import Transaction
 from vision_tutor_teacher.ui.lab import form_token, render_lab_page
-from vision_tutor_teacher.ui.reviews import render_page
+from vision_tutor_teacher.ui.reviews import HostRow, render_page
 
 from . import lab as lab_api, reviews
 from .base import SERVICE
@@ -56,6 +56,18 @@ async def page(request: web.Request) -> web.Response:
         pending=pending,
         verdicts=verdicts,
         dropped=dropped,
+        hosts=[
+            HostRow(
+                url=host.url,
+                model=host.config.model,
+                error=host.health.error,
+                breaker=host.breaker.state,
+                in_flight=host.outstanding,
+                concurrency=host.config.concurrency,
+                reviewed=host.reviewed,
+            )
+            for host in service.worker.hosts
+        ],
     )
     return web.Response(text=html, content_type="text/html")
 

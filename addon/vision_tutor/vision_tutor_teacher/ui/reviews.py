@@ -6,7 +6,8 @@ every link is relative, and it refreshes itself. It grows with the prompt lab.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 from typing import Final
@@ -86,6 +87,32 @@ def _dropped_row(review: ReviewOut) -> str:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class HostRow:
+    """One host of the teacher pool, as the page lists it."""
+
+    url: str
+    model: str
+    error: str | None
+    breaker: str
+    in_flight: int
+    concurrency: int
+    reviewed: int
+
+
+def _host_row(host: HostRow) -> str:
+    state = (
+        '<span class="ok">reachable</span>'
+        if host.error is None
+        else f'<span class="bad">{escape(host.error)}</span>'
+    )
+    return (
+        f"<tr><td>{escape(host.url)}</td><td>{escape(host.model)}</td><td>{state}</td>"
+        f"<td>{escape(host.breaker)}</td><td>{host.in_flight} of {host.concurrency}</td>"
+        f"<td>{host.reviewed}</td></tr>"
+    )
+
+
 def render_page(
     *,
     version: str,
@@ -95,6 +122,7 @@ def render_page(
     pending: list[ReviewOut],
     verdicts: list[ReviewOut],
     dropped: list[ReviewOut],
+    hosts: Sequence[HostRow] = (),
 ) -> str:
     teacher = (
         '<span class="ok">teacher reachable</span>'
@@ -102,6 +130,16 @@ def render_page(
         else f'<span class="bad">teacher unavailable: {escape(teacher_error)}</span>'
     )
     degraded = "".join(f'<p class="bad">degraded: {escape(problem)}</p>' for problem in problems)
+    pool = (
+        "<h2>Teacher hosts</h2>"
+        + _table(
+            ("host", "model", "state", "breaker", "reviewing", "verdicts"),
+            [_host_row(host) for host in hosts],
+            "",
+        )
+        if len(hosts) > 1
+        else ""
+    )
     latency = stats.teacher_latency_ms
     agreement = "n/a" if stats.agreement_rate is None else f"{stats.agreement_rate:.0%}"
     cards = "".join(
@@ -130,6 +168,7 @@ def render_page(
 <p class="muted">version {escape(version)} · {teacher} · <a href="lab">prompt lab</a></p>
 {degraded}
 <div class="cards">{cards}</div>
+{pool}
 <h2>Queue</h2>
 {_table(("priority", "camera", "status", "attempts", "queued at", "last error"), [_queue_row(r) for r in pending], "Nothing waiting for the teacher.")}
 <h2>Recent verdicts</h2>
