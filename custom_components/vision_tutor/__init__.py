@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+import shutil
 from typing import Any
 
 import ollama
@@ -15,15 +16,19 @@ from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryNotReady
 from homeassistant.helpers import config_validation as cv, device_registry as dr
+from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.helpers.typing import ConfigType
 from homeassistant.helpers.update_coordinator import UpdateFailed
 
 from .const import (
     CONF_AUDIT_RATE,
+    CONF_CAMERA_ENTITY,
     CONF_CHANGE_SENSITIVITY,
     CONF_CLEAN_TO_CLEAR,
     CONF_EXTRA_STUDENT_URLS,
     CONF_FRAME_WIDTH,
+    CONF_HISTORY_DAYS,
+    CONF_HISTORY_MAX_MB,
     CONF_MAX_CONCURRENT,
     CONF_MIN_CONFIDENCE,
     CONF_OUTBOX_MAX_AGE,
@@ -43,6 +48,8 @@ from .const import (
     DEFAULT_CHANGE_SENSITIVITY,
     DEFAULT_CLEAN_TO_CLEAR,
     DEFAULT_FRAME_WIDTH,
+    DEFAULT_HISTORY_DAYS,
+    DEFAULT_HISTORY_MAX_MB,
     DEFAULT_MAX_CONCURRENT,
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_OUTBOX_MAX_AGE,
@@ -61,8 +68,11 @@ from .const import (
     TEACHER_MODE_NONE,
 )
 from .coordinator import ActivePrompt, CameraCoordinator, EscalationLog, HostCoordinator
+from .entity import hub_configuration_url
 from .frontend import async_register_card
+from .history import RETENTION_INTERVAL, EventHistory, history_root
 from .lab import PromptLab
+from .media_source import async_register_view
 from .ollama_client import create_client
 from .outbox import EscalationOutbox, OutboxEntry, Outcome
 from .overrides import camera_options
@@ -109,6 +119,8 @@ class VisionTutorData:
     """Every student host by URL, the first one included."""
     pool: StudentPool | None = None
     """Which host each camera's frames go to, with more than one student host."""
+    history: EventHistory | None = None
+    """The cameras' event history (Media → Vision Tutor); set during setup."""
 
 
 type VisionTutorConfigEntry = ConfigEntry[VisionTutorData]
@@ -140,6 +152,7 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     """
     async_setup_services(hass)
     await async_register_card(hass)
+    async_register_view(hass)
     return True
 
 
@@ -176,7 +189,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) 
         name=entry.title,
         manufacturer="Vision Tutor",
         model=f"Student {entry.data[CONF_STUDENT_MODEL]}",
-        configuration_url=entry.data[CONF_STUDENT_URL],
+        configuration_url=hub_configuration_url(entry.data),
     )
     teacher = None
     if entry.data.get(CONF_TEACHER_MODE, TEACHER_MODE_NONE) != TEACHER_MODE_NONE:
@@ -216,8 +229,22 @@ async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) 
         await data.outbox.async_load()
     data.lab = PromptLab(hass, entry.entry_id, data.prompt, teacher, host.async_update_listeners)
     await data.lab.async_load()
+    data.history = EventHistory(
+        hass,
+        entry.entry_id,
+        max_age=timedelta(days=float(options.get(CONF_HISTORY_DAYS, DEFAULT_HISTORY_DAYS))),
+        max_bytes=int(options.get(CONF_HISTORY_MAX_MB, DEFAULT_HISTORY_MAX_MB)) * 1_000_000,
+    )
     frame_width = int(options.get(CONF_FRAME_WIDTH, DEFAULT_FRAME_WIDTH))
     subentries = [s for s in entry.subentries.values() if s.subentry_type == SUBENTRY_CAMERA]
+    # The folders of cameras removed since the last setup go here (removing one reloads).
+    await data.history.async_load({subentry.subentry_id for subentry in subentries})
+    history = data.history
+
+    async def _retain(_now: object) -> None:
+        await history.async_retain()
+
+    entry.async_on_unload(async_track_time_interval(hass, _retain, RETENTION_INTERVAL))
     for index, subentry in enumerate(subentries):
         interval = int(subentry.data.get(CONF_SCAN_INTERVAL) or 0)
         camera_student: Student = student
@@ -241,6 +268,11 @@ async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) 
             host=host,
             teacher=teacher,
             outbox=data.outbox,
+            history=history.camera(
+                subentry.subentry_id,
+                subentry.data[CONF_CAMERA_ENTITY],
+                teacher=data.outbox is not None,
+            ),
             # Spread over the interval: camera i of n runs i/n of the way into it.
             phase=interval * index / len(subentries),
         )
@@ -344,6 +376,11 @@ async def async_unload_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry)
         # What has not reached the teacher yet is sent after the next start.
         await entry.runtime_data.outbox.async_save()
     return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) -> None:
+    """The entry is deleted: so is its cameras' event history."""
+    await hass.async_add_executor_job(shutil.rmtree, history_root(hass, entry.entry_id), True)
 
 
 async def _async_reload_on_change(hass: HomeAssistant, entry: VisionTutorConfigEntry) -> None:

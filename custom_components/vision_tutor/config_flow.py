@@ -53,6 +53,8 @@ from .const import (
     CONF_DISMISSAL_CLEARS,
     CONF_EXTRA_STUDENT_URLS,
     CONF_FRAME_WIDTH,
+    CONF_HISTORY_DAYS,
+    CONF_HISTORY_MAX_MB,
     CONF_MAX_CONCURRENT,
     CONF_MIN_CONFIDENCE,
     CONF_MOTION_ENTITY,
@@ -281,6 +283,19 @@ OPTIONS_SCHEMA = probatio.Schema(
                     probatio.Required(CONF_FRAME_WIDTH): _option_number(CONF_FRAME_WIDTH, 1, "px"),
                     probatio.Required(CONF_RELOOK_MINUTES): _option_number(
                         CONF_RELOOK_MINUTES, 1, "min"
+                    ),
+                }
+            ),
+            {"collapsed": True},
+        ),
+        probatio.Required("history"): section(
+            probatio.Schema(
+                {
+                    probatio.Required(CONF_HISTORY_DAYS): _option_number(
+                        CONF_HISTORY_DAYS, 1, "d"
+                    ),
+                    probatio.Required(CONF_HISTORY_MAX_MB): _option_number(
+                        CONF_HISTORY_MAX_MB, 10, "MB"
                     ),
                 }
             ),

@@ -49,6 +49,11 @@ CONF_OUTBOX_MAX_AGE: Final = "outbox_max_age"
 CONF_RELOOK_MINUTES: Final = "relook_minutes"
 """Minutes after which a frame is analysed even when the change gate sees no change."""
 
+CONF_HISTORY_DAYS: Final = "history_days"
+"""Days the event history keeps a camera's hazards and teacher reviews (0: no history)."""
+CONF_HISTORY_MAX_MB: Final = "history_max_mb"
+"""Megabytes the event history of an entry's cameras may take on disk; the oldest go first."""
+
 DEFAULT_MIN_CONFIDENCE: Final = 0.72
 DEFAULT_SAFETY_KEYWORDS: Final = ("fire", "smoke", "weapon", "fall", "intrusion", "blood")
 DEFAULT_AUDIT_RATE: Final = 150
@@ -72,6 +77,11 @@ DEFAULT_FRAME_WIDTH: Final = 768
 DEFAULT_DISMISSAL_CLEARS: Final = True
 DEFAULT_OUTBOX_MAX_AGE: Final = 60
 DEFAULT_RELOOK_MINUTES: Final = 10
+DEFAULT_HISTORY_DAYS: Final = 7
+DEFAULT_HISTORY_MAX_MB: Final = 500
+"""About 5,000 frames at the default width (a JPEG of 768 px is 60 to 120 kB)."""
+HISTORY_FOLDER: Final = DOMAIN
+"""The event history lives in `<config>/vision_tutor/<entry id>/<camera subentry id>/`."""
 MIN_RELOOK_MINUTES: Final = 1
 MAX_RELOOK_MINUTES: Final = 1440
 

@@ -51,6 +51,8 @@ from .frames import (
     default_image_workers,
     prepare_frame,
 )
+from .history import LINK_KEYS, CameraHistory
+from .history_store import Verdict
 from .ollama_client import (
     FORMAT_FIXED_GEMMA4,
     FORMAT_FIXED_THINKING,
@@ -121,6 +123,9 @@ class SafetyEvent:
     type: SafetyEventType
     flags: tuple[str, ...]
     confidence: float | None
+    snapshot: str | None = None
+    """The media content id of the frame this is about in the event history, when it was
+    kept."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +153,9 @@ class CameraState:
     paused: bool = False
     """The camera's analysis switch is off: no frame is grabbed or analysed, and the safety
     sensor does not know (it never says "no hazard" about frames nobody looked at)."""
+    snapshot: str | None = None
+    """The media content id of the frame on display in the event history, when it was kept
+    (hazards and frames sent to the teacher are)."""
 
 
 @dataclass(slots=True)
@@ -362,6 +370,7 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
         host: HostCoordinator,
         teacher: TeacherLink | None,
         outbox: EscalationOutbox | None = None,
+        history: CameraHistory | None = None,
         phase: float = 0.0,
     ) -> None:
         interval = int(subentry.data.get(CONF_SCAN_INTERVAL) or 0)
@@ -393,6 +402,7 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
         self.host = host
         self.teacher = teacher
         self.outbox = outbox
+        self.history = history
         self._lock = asyncio.Lock()
         self.data = CameraState()
         self._timeouts: deque[bool] = deque(maxlen=SLOW_WINDOW)
@@ -528,6 +538,16 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
             events = _safety_events(previous.analysis, analysis)
             escalated = analysis.decision.escalate
             escalation_id = self._escalate(analysis, now) if escalated else None
+            snapshot = (
+                self.history.remember(
+                    analysis,
+                    escalation_id,
+                    hazard_detected=any(e.type == "hazard_detected" for e in events),
+                )
+                if self.history is not None
+                else None
+            )
+            events = _with_snapshot(events, snapshot)
             self._fire_safety_events(events)
             return CameraState(
                 analysis=analysis,
@@ -547,7 +567,14 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
                 sequence=previous.sequence + 1,
                 # Switched off while this frame was being analysed: it stays off.
                 paused=self.data.paused,
+                snapshot=snapshot,
             )
+
+    def links(self, snapshot: str | None) -> dict[str, str | None]:
+        """Event data pointing at a kept frame in the event history (None values without)."""
+        if self.history is None:
+            return dict.fromkeys(LINK_KEYS)
+        return self.history.links(snapshot)
 
     def _student_unavailable(self, err: StudentUnavailable) -> UpdateFailed:
         """The entities' failure for a host that is down or a model that is gone."""
@@ -604,6 +631,7 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
                     "type": event.type,
                     "flags": list(event.flags),
                     "confidence": event.confidence,
+                    **self.links(event.snapshot),
                 },
             )
 
@@ -618,10 +646,13 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
                 "Ignoring a malformed teacher verdict for %s: %s", self.camera_entity, err
             )
             return
+        key = verdict.get("idempotency_key")
         if state.analysis is None:
             # Nothing analysed since the start (a verdict on a frame from before a restart, on
-            # a camera that waits for motion): no state to change, but automations hear it.
-            self._fire_review(verdict, teacher)
+            # a camera that waits for motion): no state to change, but automations hear it,
+            # and the event history keeps it with its frame.
+            outcome: Verdict = "confirmed" if teacher.safety_flags else "no_hazard"
+            self._fire_review(verdict, teacher, self._remember_verdict(key, teacher, outcome))
             return
         now = dt_util.utcnow()
         window = self.pipeline.window
@@ -647,8 +678,18 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
         else:
             safety = window.state
         analysis = replace(state.analysis, safety=safety)
+        outcome = (
+            "confirmed"
+            if teacher.safety_flags
+            else "dismissed"
+            if any(event.type == "teacher_dismissed" for event in events)
+            else "no_hazard"
+        )
+        snapshot = self._remember_verdict(key, teacher, outcome)
+        events = _with_snapshot(events, snapshot)
         teacher_status = state.teacher_status
-        if verdict.get("idempotency_key") == state.escalation_id:
+        shown = state.snapshot
+        if key == state.escalation_id:
             # The verdict is about the frame on display: the teacher's answer replaces it.
             analysis = replace(
                 analysis,
@@ -657,8 +698,9 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
                 student_result=state.analysis.student_result or state.analysis.result,
             )
             teacher_status = "reviewed"
+            shown = snapshot or shown
         self._fire_safety_events(events)
-        self._fire_review(verdict, teacher)
+        self._fire_review(verdict, teacher, snapshot)
         self.async_set_updated_data(
             replace(
                 state,
@@ -667,10 +709,16 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
                 sequence=state.sequence + 1,
                 teacher_status=teacher_status,
                 teacher_unavailable=False,
+                snapshot=shown,
             )
         )
 
-    def _fire_review(self, verdict: dict[str, Any], teacher: Observation) -> None:
+    def _remember_verdict(self, key: object, teacher: Observation, verdict: Verdict) -> str | None:
+        return self.history.verdict(key, teacher, verdict) if self.history is not None else None
+
+    def _fire_review(
+        self, verdict: dict[str, Any], teacher: Observation, snapshot: str | None = None
+    ) -> None:
         self.hass.bus.async_fire(
             EVENT_TEACHER_REVIEW,
             {
@@ -682,6 +730,7 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
                 "flags": list(teacher.safety_flags),
                 "confidence": teacher.confidence,
                 "agrees_with_student": verdict.get("agrees_with_student"),
+                **self.links(snapshot),
             },
         )
 
@@ -714,7 +763,10 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
                 "agrees_with_student": None,
             },
         )
-        self._show_teacher_status(review.get("idempotency_key"), f"not reviewed ({why})")
+        status_text = f"not reviewed ({why})"
+        if self.history is not None:
+            self.history.review_ended(review.get("idempotency_key"), status_text)
+        self._show_teacher_status(review.get("idempotency_key"), status_text)
 
     @callback
     def async_delivery(self, key: str, outcome: Outcome, details: Mapping[str, Any]) -> None:
@@ -801,6 +853,8 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
         review = {
             "idempotency_key": escalation_id,
             "camera": self.camera_entity,
+            # The add-on's pages show the camera by the name its user gave it.
+            "camera_name": self.subentry.title,
             "reason": str(decision.reason),
             "detail": decision.detail,
             "captured_at": analysis.analysed_at.isoformat(),
@@ -825,6 +879,15 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
             )
         )
         return escalation_id
+
+
+def _with_snapshot(
+    events: tuple[SafetyEvent, ...], snapshot: str | None
+) -> tuple[SafetyEvent, ...]:
+    """The events about a kept frame, pointing at it."""
+    if snapshot is None:
+        return events
+    return tuple(replace(event, snapshot=snapshot) for event in events)
 
 
 def _sent_to_teacher(analysis: Analysis) -> Analysis:

@@ -8,7 +8,7 @@ from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
 
-from . import VisionTutorConfigEntry
+from . import VisionTutorConfigEntry, VisionTutorData
 from .const import (
     CONF_EXTRA_STUDENT_URLS,
     CONF_STUDENT_URL,
@@ -67,6 +67,23 @@ async def async_get_config_entry_diagnostics(
         "prompt_version": data.prompt.version,
         "escalations_last_hour": data.escalations.last_hour(dt_util.utcnow()),
         "cameras": cameras,
+        "history": _history(data),
+    }
+
+
+def _history(data: VisionTutorData) -> dict[str, Any] | None:
+    """The event history's size and what it could not keep (no frames, no paths)."""
+    history = data.history
+    if history is None:
+        return None
+    return {
+        "events": {camera: len(records) for camera, records in history.records.items()},
+        "bytes": sum(r.size for records in history.records.values() for r in records.values()),
+        "max_bytes": history.max_bytes,
+        "max_days": history.max_age.total_seconds() / 86400,
+        "write_failures": history.failures,
+        "dropped": history.dropped,
+        "last_error": history.last_error,
     }
 
 

@@ -48,7 +48,14 @@ class SafetyEventEntity(CameraEntity, EventEntity):
             self._fired_sequence = state.sequence
             for event in state.events:
                 self._trigger_event(
-                    event.type, {"flags": list(event.flags), "confidence": event.confidence}
+                    event.type,
+                    {
+                        "flags": list(event.flags),
+                        "confidence": event.confidence,
+                        # The frame in the event history (Media → Vision Tutor), for a
+                        # notification to attach and open.
+                        **self.coordinator.links(event.snapshot),
+                    },
                 )
                 # One state per event: an automation on this entity sees each of them, e.g.
                 # hazard_detected and teacher_confirmed arriving together.

@@ -32,6 +32,8 @@ from .const import (
     CONF_DISMISSAL_CLEARS,
     CONF_EXTRA_STUDENT_URLS,
     CONF_FRAME_WIDTH,
+    CONF_HISTORY_DAYS,
+    CONF_HISTORY_MAX_MB,
     CONF_MAX_CONCURRENT,
     CONF_MIN_CONFIDENCE,
     CONF_MOTION_ENTITY,
@@ -53,6 +55,8 @@ from .const import (
     DEFAULT_CLEAN_TO_CLEAR,
     DEFAULT_DISMISSAL_CLEARS,
     DEFAULT_FRAME_WIDTH,
+    DEFAULT_HISTORY_DAYS,
+    DEFAULT_HISTORY_MAX_MB,
     DEFAULT_MAX_CONCURRENT,
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_OUTBOX_MAX_AGE,
@@ -541,6 +545,8 @@ OPTION_DEFAULTS: Final[Mapping[str, Any]] = {
     CONF_MAX_CONCURRENT: DEFAULT_MAX_CONCURRENT,
     CONF_FRAME_WIDTH: DEFAULT_FRAME_WIDTH,
     CONF_RELOOK_MINUTES: DEFAULT_RELOOK_MINUTES,
+    CONF_HISTORY_DAYS: DEFAULT_HISTORY_DAYS,
+    CONF_HISTORY_MAX_MB: DEFAULT_HISTORY_MAX_MB,
 }
 """Every option and its default; a new entry starts with these."""
 
@@ -565,6 +571,7 @@ OPTION_SECTIONS: Final[Mapping[str, tuple[str, ...]]] = {
         CONF_FRAME_WIDTH,
         CONF_RELOOK_MINUTES,
     ),
+    "history": (CONF_HISTORY_DAYS, CONF_HISTORY_MAX_MB),
 }
 """How the options form groups the options; they are stored flat."""
 
@@ -581,6 +588,8 @@ OPTION_RANGES: Final[Mapping[str, tuple[float, float]]] = {
     CONF_MAX_CONCURRENT: (1, 16),
     CONF_FRAME_WIDTH: (256, 1920),
     CONF_RELOOK_MINUTES: (MIN_RELOOK_MINUTES, MAX_RELOOK_MINUTES),
+    CONF_HISTORY_DAYS: (0, 3650),
+    CONF_HISTORY_MAX_MB: (10, 1_000_000),
 }
 """The allowed range of each numeric option. The forms show them on their fields, and the
 checks here refuse what is outside with `<option>_out_of_range`, a translated error that gives
@@ -597,6 +606,8 @@ _INT_OPTIONS: Final = frozenset(
         CONF_MAX_CONCURRENT,
         CONF_FRAME_WIDTH,
         CONF_RELOOK_MINUTES,
+        CONF_HISTORY_DAYS,
+        CONF_HISTORY_MAX_MB,
     }
 )
 

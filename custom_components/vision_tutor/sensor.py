@@ -88,6 +88,8 @@ def _observation_attributes(state: CameraState) -> Mapping[str, Any]:
         "analysed_at": analysis.analysed_at,
         # The latest frame's answer stays on display; this says no newer frame is coming.
         "paused": state.paused,
+        # The frame's event in the history (Media → Vision Tutor), when it was kept.
+        "snapshot": state.snapshot,
     }
 
 

@@ -34,7 +34,21 @@ CAMERA_ENTITIES = (OBSERVATION, CONFIDENCE, SAFETY, SAFETY_EVENT)
 """A camera's entities that go unavailable with it (its last analysed frame stays on show)."""
 STUDENT = "gemma4:e2b"
 
-VOLATILE = frozenset({"analysed_at", "last_checked", "latency_ms", "since", "last_triggered"})
+VOLATILE = frozenset(
+    {
+        "analysed_at",
+        "last_checked",
+        "latency_ms",
+        "since",
+        "last_triggered",
+        # The event history's ids carry the frame's time and a random part.
+        "snapshot",
+        "media_content_id",
+        "snapshot_url",
+        "media_browser_url",
+        "bytes",  # the history's size: its records hold those times
+    }
+)
 """Attributes that change from run to run: replaced by their type in snapshots."""
 
 

@@ -69,6 +69,8 @@ EXPECTED_OPTIONS = {
     "max_concurrent": 4,
     "frame_width": 768,
     "relook_minutes": 10,
+    "history_days": 7,
+    "history_max_mb": 500,
 }
 
 

@@ -48,6 +48,7 @@ DEFAULT_FORM = {
         "frame_width": 768,
         "relook_minutes": 10,
     },
+    "history": {"history_days": 7, "history_max_mb": 500},
 }
 
 
@@ -121,6 +122,7 @@ async def test_options_saved_flat_and_cleaned(
                 "frame_width": 1024.0,
                 "relook_minutes": 30.0,
             },
+            history={"history_days": 0.0, "history_max_mb": 2000.0},
         ),
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
@@ -139,6 +141,8 @@ async def test_options_saved_flat_and_cleaned(
         "max_concurrent": 2,
         "frame_width": 1024,
         "relook_minutes": 30,
+        "history_days": 0,
+        "history_max_mb": 2000,
     }
     assert dict(entry.options) == expected
     assert all(type(entry.options[key]) is int for key in ("window_size", "frame_width"))
@@ -202,6 +206,16 @@ async def test_options_saved_flat_and_cleaned(
             {"routing": {"audit_rate": -1}},
             {"routing": "audit_rate_out_of_range"},
             {"min": "0", "max": "100000", "value": "-1"},
+        ),
+        (
+            {"history": {"history_days": -1}},
+            {"history": "history_days_out_of_range"},
+            {"min": "0", "max": "3650", "value": "-1"},
+        ),
+        (
+            {"history": {"history_max_mb": 5}},
+            {"history": "history_max_mb_out_of_range"},
+            {"min": "10", "max": "1e+06", "value": "5"},
         ),
     ],
 )

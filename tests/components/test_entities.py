@@ -23,9 +23,13 @@ from custom_components.vision_tutor.const import (
     CONF_STUDENT_MODEL,
     CONF_STUDENT_URL,
     CONF_TEACHER_MODE,
+    CONF_TEACHER_URL,
     DOMAIN,
+    TEACHER_MODE_ADDON,
+    TEACHER_MODE_MANUAL,
     TEACHER_MODE_NONE,
 )
+from custom_components.vision_tutor.entity import hub_configuration_url
 from simulator.scenes import SceneLibrary
 from simulator.server import RunningSimulator
 
@@ -175,3 +179,39 @@ async def test_hub_entity_ids_come_from_the_hubs_name(
     assert not [
         state.entity_id for state in hass.states.async_all() if "127_0_0_1" in state.entity_id
     ]
+
+
+@pytest.mark.parametrize(
+    ("teacher", "expected"),
+    [
+        # The add-on: its ingress page in Home Assistant (the Supervisor's host is the slug).
+        (
+            {
+                CONF_TEACHER_MODE: TEACHER_MODE_ADDON,
+                CONF_TEACHER_URL: "http://0a1b2c3d-vision-tutor:8765",
+            },
+            "homeassistant://hassio/ingress/0a1b2c3d_vision_tutor",
+        ),
+        (
+            {CONF_TEACHER_MODE: TEACHER_MODE_MANUAL, CONF_TEACHER_URL: "http://192.168.1.5:8765"},
+            "http://192.168.1.5:8765",
+        ),
+        ({CONF_TEACHER_MODE: TEACHER_MODE_NONE}, "http://192.168.1.20:11434"),
+    ],
+)
+def test_the_hub_links_to_the_teachers_pages(teacher: dict[str, str], expected: str) -> None:
+    data = {CONF_STUDENT_URL: "http://192.168.1.20:11434", **teacher}
+    assert hub_configuration_url(data) == expected
+
+
+async def test_a_hub_with_a_teacher_service_links_to_it(
+    hass: HomeAssistant,
+    simulator: RunningSimulator,
+    camera: SceneCamera,
+    device_registry: dr.DeviceRegistry,
+) -> None:
+    teacher_url = "http://127.0.0.1:9"  # nothing answers: the cameras go on student-only
+    await setup(hass, make_entry(simulator.url, teacher=(teacher_url, "token")))
+    hub = device_registry.async_get_device_by_identifier((DOMAIN, ENTRY_ID), ENTRY_ID)
+    assert hub is not None
+    assert hub.configuration_url == teacher_url

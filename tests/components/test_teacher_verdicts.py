@@ -95,6 +95,10 @@ async def test_a_dismissal_clears_the_sensor_only_when_the_option_says_so(
         "flags": [],
         "confidence": 0.9,
         "agrees_with_student": True,
+        # No escalation of this camera has that key: no kept frame to point at.
+        "media_content_id": None,
+        "snapshot_url": None,
+        "media_browser_url": None,
     }
     # Not the frame on display (no matching key): the student's answer stays.
     assert hass.states.get(OBSERVATION).attributes["source"] == "student"
