@@ -37,6 +37,7 @@ export const ROLES = Object.freeze({
 });
 
 const UNAVAILABLE = new Set(["unavailable"]);
+const MEDIA_SOURCE = `media-source://${DOMAIN}`;
 const UNKNOWN = new Set(["unknown", ""]);
 
 export function escapeHtml(value) {
@@ -80,6 +81,31 @@ export function cameraDevices(hass) {
   return [...ids];
 }
 
+/**
+ * The media browser's page of a Vision Tutor media source id: a camera's event history
+ * (`media-source://vision_tutor/<entry>/<camera>`) or one event of it (`.../<event>`). The
+ * panel's path has one `type,content id` segment per level below the root. Null for anything else.
+ */
+export function mediaBrowserUrl(mediaId) {
+  if (typeof mediaId !== "string" || !mediaId.startsWith(`${MEDIA_SOURCE}/`)) return null;
+  const parts = mediaId.slice(MEDIA_SOURCE.length + 1).split("/");
+  if (parts.length < 2 || parts.length > 3 || parts.some((part) => !/^[0-9A-Za-z_-]+$/.test(part))) {
+    return null;
+  }
+  const camera = `${MEDIA_SOURCE}/${parts[0]}/${parts[1]}`;
+  const levels = [["app", MEDIA_SOURCE], ["directory", camera]];
+  if (parts.length === 3) levels.push(["image", mediaId]);
+  return `/media-browser/browser/${levels.map(([type, id]) => encodeURIComponent(`${type},${id}`)).join("/")}`;
+}
+
+/** The camera's whole event history in the media browser, from one of its events. */
+export function historyUrl(mediaId) {
+  if (typeof mediaId !== "string") return null;
+  // media-source: / "" / vision_tutor / entry / camera / event
+  const parts = mediaId.split("/");
+  return parts.length === 6 && mediaBrowserUrl(mediaId) ? mediaBrowserUrl(parts.slice(0, -1).join("/")) : null;
+}
+
 function deviceName(hass, deviceId) {
   const device = hass?.devices?.[deviceId];
   return device?.name_by_user || device?.name || null;
@@ -98,6 +124,8 @@ export function timelineEntry(state, attributes) {
     escalated: Boolean(attrs.escalated),
     reason: attrs.escalation_reason ?? null,
     error: Boolean(attrs.student_error),
+    // The frame's event in the history (Media → Vision Tutor), when it was kept.
+    snapshot: typeof attrs.snapshot === "string" && attrs.snapshot ? attrs.snapshot : null,
   };
 }
 
@@ -317,10 +345,19 @@ function renderTimeline(timeline, locale) {
       const source = item.source === "teacher" ? `<span class="badge teacher">teacher</span>` : "";
       const confidence = item.confidence === null ? "" : `<span class="t-conf">${item.confidence} %</span>`;
       const escalated = item.escalated ? `<span class="t-reason">${escapeHtml(reasonText(item.reason))}</span>` : "";
-      return `<li class="${kind}" data-source="${item.source}"><span class="dot"></span><span class="t-time">${escapeHtml(formatTime(item.at, locale))}</span><span class="t-summary">${escapeHtml(item.summary)}</span>${source}${escalated}${confidence}</li>`;
+      const link = mediaBrowserUrl(item.snapshot);
+      // A kept frame opens in the media browser (the card navigates there itself).
+      const summary = link
+        ? `<a class="t-summary t-link" href="${escapeHtml(link)}" data-navigate title="Open in the media browser"><ha-icon icon="mdi:image-search-outline"></ha-icon>${escapeHtml(item.summary)}</a>`
+        : `<span class="t-summary">${escapeHtml(item.summary)}</span>`;
+      return `<li class="${kind}" data-source="${item.source}"${link ? ` data-snapshot="${escapeHtml(item.snapshot)}"` : ""}><span class="dot"></span><span class="t-time">${escapeHtml(formatTime(item.at, locale))}</span>${summary}${source}${escalated}${confidence}</li>`;
     })
     .join("");
-  return `<div class="section-title">Recent results</div><ol class="timeline">${rows}</ol>`;
+  const kept = timeline.find((item) => historyUrl(item.snapshot));
+  const all = kept
+    ? ` · <a class="history-link" href="${escapeHtml(historyUrl(kept.snapshot))}" data-navigate>Event history</a>`
+    : "";
+  return `<div class="section-title">Recent results${all}</div><ol class="timeline">${rows}</ol>`;
 }
 
 /** The card's inner HTML for a model from buildModel; every value from Home Assistant is escaped. */
@@ -429,6 +466,9 @@ export const STYLES = `
   .error .dot { background: var(--warning-color, #ffa600); }
   .t-time, .t-conf, .t-reason { flex: none; color: var(--secondary-text-color); font-variant-numeric: tabular-nums; }
   .t-summary { flex: 1 1 auto; min-width: 0; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+  a.t-link, a.history-link { color: var(--primary-color); text-decoration: none; cursor: pointer; }
+  a.t-link:hover, a.history-link:hover { text-decoration: underline; }
+  a.t-link ha-icon { --mdc-icon-size: 16px; margin-right: 4px; vertical-align: -3px; }
   @media (max-width: 480px) { .t-reason { display: none; } }
 `;
 
@@ -529,6 +569,17 @@ export class VisionTutorCard extends Base {
     if (html === this._html) return; // unchanged: keep the image from reloading
     this._html = html;
     this.shadowRoot.innerHTML = `<style>${STYLES}</style><ha-card data-status="${model.status}">${html}</ha-card>`;
+    if (!this._navigates) {
+      this._navigates = true;
+      // Links into Home Assistant (the media browser) change the page without reloading it.
+      this.shadowRoot.addEventListener("click", (event) => {
+        const link = event.composedPath().find((el) => el.dataset && "navigate" in el.dataset);
+        if (!link || event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
+        event.preventDefault();
+        history.pushState(null, "", link.getAttribute("href"));
+        window.dispatchEvent(new CustomEvent("location-changed", { detail: { replace: false } }));
+      });
+    }
   }
 }
 

@@ -472,4 +472,50 @@ test("the editor: a cleared timeline field stays empty while the user types (25,
     delete globalThis.document;
     delete globalThis.CustomEvent;
   }
+
+test("a timeline result with a kept frame opens its event in the media browser", () => {
+  const event = "media-source://vision_tutor/01JENTRY/01JCAMERA/1764672662000-0a1b2c3d";
+  const entry = card.timelineEntry("Pan fire", {
+    analysed_at: ANALYSED_AT,
+    safety_flags: ["fire"],
+    source: "teacher",
+    snapshot: event,
+  });
+  const plain = card.timelineEntry("An empty kitchen", { analysed_at: "2026-11-21T09:59:00+00:00" });
+  assert.equal(entry.snapshot, event);
+  assert.equal(plain.snapshot, null);
+
+  // The panel's path: one "type,content id" segment per level below the media sources' root.
+  const url = card.mediaBrowserUrl(event);
+  assert.equal(
+    url,
+    "/media-browser/browser/" +
+      [
+        "app,media-source://vision_tutor",
+        "directory,media-source://vision_tutor/01JENTRY/01JCAMERA",
+        `image,${event}`,
+      ]
+        .map(encodeURIComponent)
+        .join("/"),
+  );
+  assert.equal(
+    card.historyUrl(event),
+    "/media-browser/browser/" +
+      ["app,media-source://vision_tutor", "directory,media-source://vision_tutor/01JENTRY/01JCAMERA"]
+        .map(encodeURIComponent)
+        .join("/"),
+  );
+  // Nothing but Vision Tutor's own ids becomes a link.
+  for (const other of [null, "", "media-source://media_source/local/x.jpg", "media-source://vision_tutor/a/b/c/d", "media-source://vision_tutor/a/<b>/c"]) {
+    assert.equal(card.mediaBrowserUrl(other), null, other);
+  }
+
+  const html = card.renderCard(card.buildModel(hass(), { device_id: DEVICE }, [entry, plain]));
+  const rows = html.match(/<li [^]*?<\/li>/g);
+  assert.match(rows[0], /data-snapshot="media-source:\/\/vision_tutor\/01JENTRY\/01JCAMERA\/1764672662000-0a1b2c3d"/);
+  assert.ok(rows[0].includes(`<a class="t-summary t-link" href="${url}" data-navigate`));
+  assert.doesNotMatch(rows[1], /<a |data-snapshot/);
+  assert.match(html, /Recent results · <a class="history-link" href="[^"]+01JCAMERA" data-navigate>Event history<\/a>/);
+  // Without any kept frame there is no history link.
+  assert.doesNotMatch(card.renderCard(card.buildModel(hass(), { device_id: DEVICE }, [plain])), /history-link/);
 });
