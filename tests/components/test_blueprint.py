@@ -12,6 +12,7 @@ from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
     async_mock_service,
 )
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from homeassistant.components.automation import DOMAIN as AUTOMATION_DOMAIN
 from homeassistant.components.automation.config import AUTOMATION_BLUEPRINT_SCHEMA
@@ -116,6 +117,7 @@ async def test_a_hazard_notifies_with_the_summary_and_the_frame(
     entry: MockConfigEntry,
     camera: SceneCamera,
     library: SceneLibrary,
+    hass_client: ClientSessionGenerator,
 ) -> None:
     calls = await _automation(hass)
     camera.show(fire(library).id)
@@ -130,9 +132,19 @@ async def test_a_hazard_notifies_with_the_summary_and_the_frame(
     summary = hass.states.get("sensor.front_door_observation").state
     assert data["message"].startswith(f"{summary}\nFlagged by the student")
     assert "Confidence" in data["message"]
-    frame_url = hass.states.get(FRAME).attributes["entity_picture"]
-    assert data["data"]["image"] == frame_url
+    # The attachment is the hazard's frame as kept in the event history, not the live one:
+    # it stays this alert's frame after newer frames are analysed.
+    event = hass.states.get(SAFETY_EVENT).attributes
+    assert data["data"]["image"] == event["snapshot_url"]
+    assert data["data"]["image"].startswith(f"/api/vision_tutor/history/{entry.entry_id}/")
     assert data["data"]["entity_id"] == FRAME
+    assert data["data"]["url"] == data["data"]["clickAction"] == event["media_browser_url"]
+    assert event["media_browser_url"].startswith("/media-browser/browser/")
+    client = await hass_client()
+    response = await client.get(data["data"]["image"])
+    assert response.status == 200
+    assert response.content_type == "image/jpeg"
+    assert await response.read() == coordinator(entry).data.analysis.frame.jpeg
 
 
 async def test_the_cool_down_holds_back_the_teacher_confirmation_then_lets_alerts_through(
@@ -198,6 +210,8 @@ async def test_a_persistent_notification_shows_the_frame_inline(
     assert len(notifications) == 1
     frame_url = hass.states.get(FRAME).attributes["entity_picture"]
     assert f"![Analysed frame]({frame_url})" in notifications[0]["message"]
+    browser = hass.states.get(SAFETY_EVENT).attributes["media_browser_url"]
+    assert f"[Open the event in the media browser]({browser})" in notifications[0]["message"]
 
 
 async def test_a_reload_of_the_camera_does_not_alert(
