@@ -81,6 +81,43 @@ async def test_basic_auth_with_the_token_opens_the_page_but_not_the_api(
             assert response.status == 401
 
 
+async def test_the_sign_in_answer_says_where_the_token_is(
+    start_service: StartService, simulator: RunningSimulator
+) -> None:
+    client = await start_service(simulator.url)
+    service = client.running.service
+    async with aiohttp.ClientSession() as browser:
+        # Standalone: the token's file, which does hold the token.
+        async with browser.get(client.url + "/lab") as response:
+            assert response.status == 401
+            text = await response.text()
+        path = service.data_dir / "token"
+        assert f"The token is in {path}" in text
+        assert path.read_text().strip() == client.token
+        assert client.token not in text
+
+        # As an add-on (the Supervisor's proxy is some other address): ingress, then the page.
+        service.ingress_proxy = "172.30.32.2"
+        async with browser.get(client.url + "/") as response:
+            assert response.status == 401
+            text = await response.text()
+        assert "Settings > Add-ons > Vision Tutor > Open web UI" in text
+        assert "under 'Direct access'" in text
+        assert client.token not in text
+
+        # A browser signed in with the token is not shown it again; ingress users are.
+        login = {"Authorization": aiohttp.encode_basic_auth("anyone", client.token)}
+        async with browser.get(client.url + "/", headers=login) as response:
+            assert response.status == 200
+            assert "Direct access" not in await response.text()
+        service.ingress_proxy = "127.0.0.1"
+        async with browser.get(client.url + "/") as response:
+            assert response.status == 200
+            page = await response.text()
+        assert '<h2 id="direct-access">Direct access</h2>' in page
+        assert f'<code class="token">{client.token}</code>' in page
+
+
 async def test_ingress_reaches_the_page_without_a_token_and_never_the_api(
     start_service: StartService, simulator: RunningSimulator
 ) -> None:
@@ -495,6 +532,28 @@ def test_the_openapi_document_covers_every_route() -> None:
         "safety_flags",
         "confidence",
     ]
+
+
+async def test_the_page_names_cameras_and_says_what_the_agreement_rests_on(
+    start_service: StartService, simulator: RunningSimulator
+) -> None:
+    client = await start_service(simulator.url)
+    named = await client.accepted(
+        review_body("named", camera="camera.kitchen_2", camera_name="Kitchen <east>")
+    )
+    unnamed = await client.accepted(review_body("unnamed", camera="camera.garage"))
+    await client.wait_settled({named, unnamed})
+    assert (await client.review(named))["camera_name"] == "Kitchen <east>"
+    assert (await client.review(unnamed))["camera_name"] == ""
+
+    html = (await client.get("/")).body.decode()
+    # The name the integration sent, with the entity id beside it; an older client's review
+    # shows the entity id alone.
+    assert 'Kitchen &lt;east&gt;<br><span class="muted">camera.kitchen_2</span>' in html
+    assert "<td>camera.garage<br>" in html
+    # No raw labels: what the agreement rests on, in words.
+    assert "flags_and_summary" not in html
+    assert re.search(r"on the flags and the summary, summaries \d{1,3}% alike", html)
 
 
 async def test_the_page_shows_the_queue_verdicts_and_dead_letters(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+import html
 import json
 from pathlib import Path
 import re
@@ -666,8 +667,8 @@ async def test_the_lab_page_shows_the_lab_and_its_forms_act(
         ("task", {"text": "", "schema": "{}"}, "not%20done"),
         ("delete-case", {"id": case_id}, "validation%20case%20deleted"),
         ("accept", {"id": "nope"}, "not%20done"),
-        ("score", {}, "scoring%20job"),
-        ("synthesize", {"count": "2", "notes": "x"}, "synthesis%20job"),
+        ("score", {}, "../lab?job="),
+        ("synthesize", {"count": "2", "notes": "x"}, "../lab?job="),
     ):
         reply = await client.request(
             "POST", f"/lab/{action}", data={**data, "csrf": token}, allow_redirects=False
@@ -689,3 +690,49 @@ async def test_the_lab_page_shows_the_lab_and_its_forms_act(
     page = (await client.get("/lab")).body.decode()
     assert 'http-equiv="refresh"' not in page
     assert '<svg width="640"' in page  # the holdout score over versions
+
+
+async def test_the_lab_page_follows_a_job_to_its_end_and_shows_what_it_rejected(
+    start_service: StartService, simulator: RunningSimulator
+) -> None:
+    client = await start_service(simulator.url, **LAB)
+    task = (await client.get("/api/v1/task")).body
+    task["schema"]["properties"]["mood"] = {"type": "string"}
+    task["schema"]["required"].append("mood")  # every candidate the teacher writes drops it
+    await client.request("PUT", "/api/v1/task", json=task)
+    token = form_token(client.token)
+    simulator.set_faults(TEACHER, Faults(stall_s=1.0))  # the job is still running below
+    started = await client.request(
+        "POST", "/lab/synthesize", data={"count": "2", "csrf": token}, allow_redirects=False
+    )
+    location = started.headers["Location"]
+    match = re.fullmatch(r"\.\./lab\?job=([\w-]+)", location)
+    assert match, location
+    job_id = match.group(1)
+
+    # While it runs the page reloads itself and says where the job is, not that it started.
+    async with asyncio.timeout(WAIT_S):
+        while (await client.get(f"/api/v1/jobs/{job_id}")).body["state"] != "running":
+            await asyncio.sleep(0.05)
+    page = (await client.get(f"/lab?job={job_id}")).body.decode()
+    simulator.set_faults(TEACHER, Faults())
+    assert f'<meta http-equiv="refresh" content="3; url=lab?job={job_id}">' in page
+    notice = re.search(r'<p class="notice" data-job-state="running">(.*?)</p>', page, re.DOTALL)
+    assert notice, page
+    assert re.match(rf"Synthesis job {job_id[:8]} is running: \d+%, ", notice.group(1))
+
+    job = await wait_job(client, job_id)
+    assert job["state"] == "done", job["message"]
+    page = (await client.get(f"/lab?job={job_id}")).body.decode()
+    assert 'http-equiv="refresh"' not in page
+    notice = re.search(r'<p class="notice" data-job-state="done">(.*?)</p>', page, re.DOTALL)
+    assert notice, page
+    assert notice.group(1).startswith(f"Synthesis job {job_id[:8]} is done: no usable candidate")
+    # The candidates the round rejected are on the page, with why.
+    row = re.search(rf'<tr id="job-{job_id}">.*?</tr>', page, re.DOTALL).group(0)
+    assert "new candidates: none" in row
+    assert '<details class="rejected"><summary>2 rejected candidates</summary>' in row
+    rejected_list = re.search(r'<details class="rejected">.*?</details>', row, re.DOTALL).group(0)
+    assert rejected_list.count("drops the output contract") == 2
+    for rejected in job["result"]["rejected"]:
+        assert html.escape(rejected["text"]) in rejected_list

@@ -118,6 +118,8 @@ class ReviewMeta(BaseModel):
 
     idempotency_key: str = Field(min_length=1, max_length=IDEMPOTENCY_KEY_MAX)
     camera: str = Field(min_length=1, max_length=255)
+    camera_name: str = Field(default="", max_length=255)
+    """The camera as its user knows it ("Kitchen"); the pages show it instead of `camera`."""
     reason: Reason
     detail: str = Field(default="", max_length=2000)
     captured_at: datetime
@@ -197,6 +199,8 @@ class ReviewOut(BaseModel):
     id: str
     idempotency_key: str
     camera: str
+    camera_name: str = ""
+    """What the integration calls the camera; empty when it did not say."""
     reason: Reason
     priority: int
     detail: str

@@ -24,9 +24,10 @@ from aiohttp.typedefs import Middleware
 
 from vision_tutor_teacher.core import TeacherService
 from vision_tutor_teacher.storage.database import StorageError, StorageFull
+from vision_tutor_teacher.storage.datadir import TOKEN_FILE
 
 from . import events, health, lab, openapi, pages, reviews
-from .base import SERVICE, ApiError, Handler, error_response, is_api
+from .base import SERVICE, ApiError, Handler, error_response, from_ingress, is_api
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -48,21 +49,37 @@ def _has_token(request: web.Request, token: str) -> bool:
     return hmac.compare_digest(offered.encode(), token.encode())
 
 
+def sign_in_text(service: TeacherService) -> str:
+    """What the page's 401 says: how to get in, and where the token is."""
+    if service.ingress_proxy is not None:
+        return (
+            "Vision Tutor: open this page from Home Assistant instead, with no password: "
+            "Vision Tutor in the sidebar, or Settings > Add-ons > Vision Tutor > Open web UI.\n"
+            "To sign in here, use any user name and the add-on's API token as password. "
+            "The add-on's page in Home Assistant shows the token under 'Direct access'.\n"
+        )
+    return (
+        "Vision Tutor: sign in with any user name and the service's API token as password.\n"
+        f"The token is in {service.data_dir / TOKEN_FILE} on the machine that runs the "
+        "service (written on its first start; the same token the integration was set up with).\n"
+    )
+
+
 @web.middleware
 async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     service = request.app[SERVICE]
-    from_ingress = service.ingress_proxy is not None and request.remote == service.ingress_proxy
+    ingress = from_ingress(request)
     if is_api(request):
-        if from_ingress:
+        if ingress:
             return error_response(403, "the API is not available through ingress")
         if not _has_token(request, service.token):
             return error_response(
                 401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"}
             )
-    elif not from_ingress and not _has_token(request, service.token):
+    elif not ingress and not _has_token(request, service.token):
         return web.Response(
             status=401,
-            text="Vision Tutor: sign in with any user name and the API token as password.",
+            text=sign_in_text(service),
             headers={"WWW-Authenticate": 'Basic realm="Vision Tutor", charset="UTF-8"'},
         )
     return await handler(request)

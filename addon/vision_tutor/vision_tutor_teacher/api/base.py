@@ -43,5 +43,12 @@ def model_response(
     )
 
 
+def from_ingress(request: web.Request) -> bool:
+    """The request came through the Supervisor's ingress proxy (Home Assistant signed the user
+    in; only when running as an add-on)."""
+    proxy = request.app[SERVICE].ingress_proxy
+    return proxy is not None and request.remote == proxy
+
+
 def is_api(request: web.Request) -> bool:
     return request.path.startswith("/api/") or request.path == "/metrics"

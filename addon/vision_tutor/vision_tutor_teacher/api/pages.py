@@ -33,7 +33,7 @@ from vision_tutor_teacher.ui.lab import form_token, render_lab_page
 from vision_tutor_teacher.ui.reviews import HostRow, render_page
 
 from . import lab as lab_api, reviews
-from .base import SERVICE
+from .base import SERVICE, from_ingress
 
 EXAMPLES_SHOWN: Final = 20
 
@@ -68,6 +68,8 @@ async def page(request: web.Request) -> web.Response:
             )
             for host in service.worker.hosts
         ],
+        # Only Home Assistant's signed-in users (through ingress) are shown the token.
+        token=service.token if from_ingress(request) else None,
     )
     return web.Response(text=html, content_type="text/html")
 
@@ -101,6 +103,7 @@ async def lab_page(request: web.Request) -> web.Response:
         margin=service.options.lab_margin,
         diff=(request.query.get("a"), request.query.get("b")),
         message=request.query.get("msg"),
+        job_id=request.query.get("job"),
     )
     return web.Response(text=html, content_type="text/html")
 
@@ -109,8 +112,11 @@ async def case_thumbnail(request: web.Request) -> web.Response:
     return await lab_api.case_image(request)
 
 
-def _back(message: str) -> web.HTTPSeeOther:
-    # Relative to lab/<action>: back to the lab page under whatever prefix ingress uses.
+def _back(message: str, job_id: str | None = None) -> web.HTTPSeeOther:
+    # Relative to lab/<action>: back to the lab page under whatever prefix ingress uses. A job
+    # is followed by its id (the page says where it is), not by the words of its start.
+    if job_id is not None:
+        return web.HTTPSeeOther(f"../lab?job={quote(job_id)}")
     return web.HTTPSeeOther(f"../lab?msg={quote(message)}")
 
 
@@ -131,6 +137,7 @@ async def act(request: web.Request) -> web.Response:
     fields = await _form_data(request)
     db = service.db
     share = service.options.lab_holdout_share
+    job_id: str | None = None
     try:
         match action:
             case "synthesize":
@@ -138,10 +145,10 @@ async def act(request: web.Request) -> web.Response:
                     count=int(fields.get("count") or 5), notes=fields.get("notes", "")
                 )
                 job = await service.lab.submit(JobKind.SYNTHESIZE, body)
-                message = f"synthesis job {job.job_id} started"
+                message, job_id = f"synthesis job {job.job_id} started", job.job_id
             case "score":
                 job = await service.lab.submit(JobKind.SCORE, ScoreRequest())
-                message = f"scoring job {job.job_id} started"
+                message, job_id = f"scoring job {job.job_id} started", job.job_id
             case "promote":
                 version = fields.get("version", "")
                 prompt = await db.run(
@@ -182,7 +189,7 @@ async def act(request: web.Request) -> web.Response:
         suite.DuplicateCase,
     ) as err:
         raise _back(f"not done: {err}") from None
-    raise _back(message)
+    raise _back(message, job_id)
 
 
 def add_routes(app: web.Application) -> None:

@@ -48,6 +48,7 @@ def _example(row: sqlite3.Row) -> ExampleOut:
     return ExampleOut(
         id=row["id"],
         camera=row["camera"],
+        camera_name=row["camera_name"],
         reason=row["reason"],
         captured_at=datetime.fromisoformat(row["captured_at"]),
         verdict=verdict.verdict,
@@ -61,7 +62,7 @@ def _example(row: sqlite3.Row) -> ExampleOut:
 def list_examples(tx: Transaction, limit: int) -> ExampleList:
     """The newest curated examples, with the case each was accepted as (if any)."""
     rows = tx.execute(
-        "SELECT r.id, r.camera, r.reason, r.captured_at, r.verdict, r.student, "
+        "SELECT r.id, r.camera, r.camera_name, r.reason, r.captured_at, r.verdict, r.student, "
         "(SELECT c.id FROM validation_cases c WHERE c.review_id = r.id) AS case_id "
         f"{EXAMPLES_SQL} ORDER BY r.id DESC LIMIT ?",
         (limit,),

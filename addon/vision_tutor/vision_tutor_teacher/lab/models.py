@@ -402,6 +402,7 @@ class ExampleOut(BaseModel):
     id: str
     """The review's id."""
     camera: str
+    camera_name: str = ""
     reason: str
     captured_at: datetime
     verdict: Observation

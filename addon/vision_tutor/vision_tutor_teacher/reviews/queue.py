@@ -112,6 +112,7 @@ def _review_out(row: sqlite3.Row) -> ReviewOut:
         id=row["id"],
         idempotency_key=row["idempotency_key"],
         camera=row["camera"],
+        camera_name=row["camera_name"],
         reason=Reason(row["reason"]),
         priority=row["priority"],
         detail=row["detail"],
@@ -233,13 +234,15 @@ def admit(
         ).model_dump(mode="json"),
     )
     tx.execute(
-        "INSERT INTO reviews (id, idempotency_key, camera, reason, priority, detail, "
+        "INSERT INTO reviews (id, idempotency_key, camera, camera_name, reason, priority, detail, "
         "captured_at, student, contract_hash, status, attempts, created_at, updated_at, "
-        "not_before, seq, request_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?)",
+        "not_before, seq, request_hash) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?)",
         (
             review_id,
             meta.idempotency_key,
             meta.camera,
+            meta.camera_name,
             meta.reason.value,
             priority,
             meta.detail,

@@ -4,7 +4,8 @@ Migration 1 holds the review queue's tables (reviews, frames, events, counters),
 prompt lab's, migration 3 the hash of each review's request (for idempotency conflicts),
 migration 4 the prompt-injection mark of validation cases, migration 5 the ``meta`` table with
 the database's identity: a random id made with the database, so that a client following the
-event log can tell a recreated (or another) database from the one its cursor is about. A
+event log can tell a recreated (or another) database from the one its cursor is about;
+migration 6 each review's camera name, for the pages. A
 database newer than this code knows is refused rather than guessed at.
 """
 
@@ -173,6 +174,12 @@ META_TABLE: Final = """
 """
 """The database's identity; a copy restored from a backup keeps it, a new database gets a new one."""
 
+CAMERA_NAMES: Final = """
+    -- The camera's name as Home Assistant shows it, sent with the review; the pages show it
+    -- instead of the entity id. Empty for reviews from before this migration.
+    ALTER TABLE reviews ADD COLUMN camera_name TEXT NOT NULL DEFAULT '';
+"""
+
 # Each entry migrates the schema from version N to N+1 (PRAGMA user_version).
 MIGRATIONS: Final[tuple[str, ...]] = (
     REVIEW_TABLES,
@@ -180,6 +187,7 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     REQUEST_HASHES,
     INJECTION_CASES,
     META_TABLE,
+    CAMERA_NAMES,
 )
 
 

@@ -21,12 +21,14 @@ import hmac
 from html import escape
 import json
 from typing import Final
+from urllib.parse import quote
 
 from vision_tutor_teacher.lab.models import (
     CaseList,
     ExampleList,
     FinetuneStatus,
     JobList,
+    JobOut,
     JobState,
     LogEntry,
     PromptOut,
@@ -34,7 +36,7 @@ from vision_tutor_teacher.lab.models import (
     TaskSpec,
 )
 
-from .reviews import STYLE as BASE_STYLE
+from .reviews import STYLE as BASE_STYLE, camera_cell
 
 REFRESH_WHILE_RUNNING_S: Final = 3
 METHOD_COLUMNS: Final = ("safety", "keyword", "embedding", "contract", "forbidden", "judge")
@@ -83,17 +85,80 @@ def _table(headers: Iterable[str], rows: Sequence[str], empty: str) -> str:
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
+JOB_KINDS: Final = {"synthesize": "Synthesis", "score": "Scoring"}
+
+
+def _job_name(job: JobOut) -> str:
+    return f"{JOB_KINDS.get(job.kind, str(job.kind))} job {job.job_id[:8]}"
+
+
+def _job_outcome(job: JobOut) -> str:
+    """What a finished job did, from its result: candidates, rejections, the gate's decision."""
+    result = job.result or {}
+    if job.state is JobState.FAILED:
+        return f'<span class="bad">{escape(str(result.get("error") or job.message))}</span>'
+    if job.state is not JobState.DONE:
+        return ""
+    parts: list[str] = []
+    candidates = result.get("candidates")
+    if isinstance(candidates, list):
+        names = ", ".join(escape(str(c)) for c in candidates) or "none"
+        parts.append(f"new candidates: {names}")
+    gate = result.get("gate")
+    if isinstance(gate, dict) and gate.get("version"):
+        verdict = "passed" if gate.get("passed") else "not passed"
+        reason = escape(str(gate.get("reason", "")))
+        parts.append(f"gate: {escape(str(gate['version']))} {verdict} ({reason})")
+    if result.get("promoted"):
+        parts.append(f"<b>promoted {escape(str(result['promoted']))}</b>")
+    outcome = " · ".join(parts)
+    rejected = [r for r in result.get("rejected") or () if isinstance(r, dict)]
+    if rejected:
+        items = "".join(
+            f"<li><b>{escape(str(r.get('reason', '')))}</b>: "
+            f"<span class='muted'>{escape(str(r.get('text', '')))}</span></li>"
+            for r in rejected
+        )
+        noun = "candidate" if len(rejected) == 1 else "candidates"
+        outcome += (
+            f'<details class="rejected"><summary>{len(rejected)} rejected {noun}</summary>'
+            f"<ul>{items}</ul></details>"
+        )
+    return outcome
+
+
 def _jobs(jobs: JobList) -> str:
     rows = []
     for job in jobs.jobs[:8]:
         bar = f'<span class="bar"><span style="width:{job.progress * 100:.0f}%"></span></span>'
         state_class = "bad" if job.state is JobState.FAILED else ""
         rows.append(
-            f"<tr><td>{escape(job.kind)}</td><td class='{state_class}'>{escape(job.state)}</td>"
+            f'<tr id="job-{escape(job.job_id)}"><td>{escape(_job_name(job))}</td>'
+            f"<td class='{state_class}'>{escape(job.state)}</td>"
             f"<td>{bar} {job.progress:.0%}</td><td>{escape(job.message)}</td>"
+            f"<td>{_job_outcome(job)}</td>"
             f"<td>{escape(job.created_at.astimezone().strftime('%Y-%m-%d %H:%M:%S'))}</td></tr>"
         )
-    return _table(("job", "state", "progress", "message", "started"), rows, "No lab jobs yet.")
+    return _table(
+        ("job", "state", "progress", "message", "outcome", "started"), rows, "No lab jobs yet."
+    )
+
+
+def _job_notice(jobs: JobList, job_id: str) -> str:
+    """The banner about the job this page was opened for: where it is now, not when it began."""
+    job = next((j for j in jobs.jobs if j.job_id == job_id), None)
+    if job is None:
+        return ""
+    name = escape(_job_name(job))
+    if job.state is JobState.QUEUED:
+        text = f"{name} is waiting to start."
+    elif job.state is JobState.RUNNING:
+        text = f"{name} is running: {job.progress:.0%}, {escape(job.message)}."
+    elif job.state is JobState.DONE:
+        text = f"{name} is done: {escape(job.message)}."
+    else:
+        text = f'<span class="bad">{name} failed: {escape(job.message)}.</span>'
+    return f'<p class="notice" data-job-state="{escape(job.state)}">{text}</p>'
 
 
 def _leaderboard(prompts: Sequence[PromptOut], token: str) -> str:
@@ -279,7 +344,7 @@ def _examples(listing: ExampleList, token: str) -> str:
         agreement = "agrees" if example.agrees_with_student else "disagrees"
         rows.append(
             f'<tr><td><img class="thumb" src="frames/{escape(example.id)}.jpg" alt="frame" '
-            f'loading="lazy"></td><td>{escape(example.camera)}</td>'
+            f'loading="lazy"></td><td>{camera_cell(example.camera, example.camera_name)}</td>'
             f"<td>{escape(example.verdict.summary)}<br><span class='muted'>flags: "
             f"{escape(flags)} · student {agreement}</span></td><td>{accept}</td></tr>"
         )
@@ -311,11 +376,21 @@ def render_lab_page(
     margin: float,
     diff: tuple[str | None, str | None],
     message: str | None,
+    job_id: str | None = None,
 ) -> str:
     active = next((p for p in prompts if p.status is PromptStatus.ACTIVE), None)
     running = any(job.state in (JobState.QUEUED, JobState.RUNNING) for job in jobs.jobs)
-    refresh = f'<meta http-equiv="refresh" content="{REFRESH_WHILE_RUNNING_S}">' if running else ""
-    notice = f'<p class="notice">{escape(message)}</p>' if message else ""
+    # While a job runs the page reloads itself, without the last action's message (it would
+    # stay forever) but with the job it follows, whose banner then says where the job is.
+    again = f"lab?job={quote(job_id)}" if job_id else "lab"
+    refresh = (
+        f'<meta http-equiv="refresh" content="{REFRESH_WHILE_RUNNING_S}; url={again}">'
+        if running
+        else ""
+    )
+    notice = _job_notice(jobs, job_id) if job_id else ""
+    if message and not notice:
+        notice = f'<p class="notice">{escape(message)}</p>'
     headline = (
         "no active prompt"
         if active is None

@@ -40,6 +40,27 @@ def _card(label: str, value: object) -> str:
     return f'<div class="card"><span class="muted">{escape(label)}</span><b>{escape(str(value))}</b></div>'
 
 
+AGREEMENT_BASIS: Final = {
+    "flags_and_summary": "on the flags and the summary",
+    "flags_only": "on the flags only (the summaries could not be compared)",
+    "no_student_answer": "the student gave no readable answer",
+}
+
+
+def camera_cell(camera: str, name: str) -> str:
+    """A camera as its user knows it (the name the integration sent), the entity id beside."""
+    if not name:
+        return escape(camera)
+    return f'{escape(name)}<br><span class="muted">{escape(camera)}</span>'
+
+
+def agreement_text(basis: str, similarity: float | None) -> str:
+    text = AGREEMENT_BASIS.get(basis, basis.replace("_", " "))
+    if similarity is not None:
+        text += f", summaries {similarity:.0%} alike"
+    return text
+
+
 def _table(headers: Iterable[str], rows: list[str], empty: str) -> str:
     if not rows:
         return f'<p class="muted">{escape(empty)}</p>'
@@ -50,7 +71,8 @@ def _table(headers: Iterable[str], rows: list[str], empty: str) -> str:
 def _queue_row(review: ReviewOut) -> str:
     return (
         f'<tr><td class="p{review.priority}">{review.priority} {escape(review.reason)}</td>'
-        f"<td>{escape(review.camera)}</td><td>{escape(review.status)}</td>"
+        f"<td>{camera_cell(review.camera, review.camera_name)}</td>"
+        f"<td>{escape(review.status)}</td>"
         f"<td>{review.attempts}</td><td>{_time(review.created_at)}</td>"
         f"<td>{escape(review.last_error or '')}</td></tr>"
     )
@@ -60,9 +82,6 @@ def _verdict_row(review: ReviewOut) -> str:
     verdict = review.verdict
     assert verdict is not None
     agreement = verdict.agreement
-    similarity = (
-        "" if agreement.summary_similarity is None else f"{agreement.summary_similarity:.2f}"
-    )
     agrees = (
         '<span class="ok">agrees</span>'
         if verdict.agrees_with_student
@@ -71,17 +90,20 @@ def _verdict_row(review: ReviewOut) -> str:
     flags = ", ".join(verdict.verdict.safety_flags) or "none"
     return (
         f'<tr><td><img src="frames/{escape(review.id)}.jpg" alt="frame" loading="lazy"></td>'
-        f'<td>{escape(review.camera)}<br><span class="muted">{escape(review.reason)}</span></td>'
+        f"<td>{camera_cell(review.camera, review.camera_name)}<br>"
+        f'<span class="muted">{escape(review.reason)}</span></td>'
         f'<td>{escape(verdict.verdict.summary)}<br><span class="muted">flags: {escape(flags)}'
-        f'</span></td><td>{agrees}<br><span class="muted">{escape(agreement.basis)} '
-        f"{similarity}</span></td><td>{verdict.latency_ms:.0f} ms</td>"
+        f'</span></td><td>{agrees}<br><span class="muted">'
+        f"{escape(agreement_text(agreement.basis, agreement.summary_similarity))}</span></td>"
+        f"<td>{verdict.latency_ms:.0f} ms</td>"
         f"<td>{_time(review.updated_at)}</td></tr>"
     )
 
 
 def _dropped_row(review: ReviewOut) -> str:
     return (
-        f"<tr><td>{escape(review.camera)}</td><td>{escape(review.reason)}</td>"
+        f"<tr><td>{camera_cell(review.camera, review.camera_name)}</td>"
+        f"<td>{escape(review.reason)}</td>"
         f"<td>{escape(review.status)}</td><td>{review.attempts}</td>"
         f"<td>{escape(review.last_error or '')}</td><td>{_time(review.updated_at)}</td></tr>"
     )
@@ -113,6 +135,20 @@ def _host_row(host: HostRow) -> str:
     )
 
 
+def _direct_access(token: str | None) -> str:
+    """The API token, for the page opened through ingress: a browser on a published port signs
+    in with it (any user name), and a standalone integration is set up with it."""
+    if token is None:
+        return ""
+    return (
+        '<h2 id="direct-access">Direct access</h2><details><summary>Show the API token</summary>'
+        f'<p><code class="token">{escape(token)}</code></p><p class="muted">With the port '
+        "published (the add-on's Network settings), this page opens in a browser at "
+        "http://&lt;host&gt;:&lt;port&gt;/: sign in with any user name and this token as "
+        "password. Keep it secret: the page shows camera frames.</p></details>"
+    )
+
+
 def render_page(
     *,
     version: str,
@@ -123,6 +159,7 @@ def render_page(
     verdicts: list[ReviewOut],
     dropped: list[ReviewOut],
     hosts: Sequence[HostRow] = (),
+    token: str | None = None,
 ) -> str:
     teacher = (
         '<span class="ok">teacher reachable</span>'
@@ -175,5 +212,6 @@ def render_page(
 {_table(("frame", "camera", "teacher's verdict", "student", "latency", "at"), [_verdict_row(r) for r in verdicts], "No verdicts yet.")}
 <h2>Dead letters and dropped reviews</h2>
 {_table(("camera", "reason", "status", "attempts", "error", "at"), [_dropped_row(r) for r in dropped], "Nothing failed, shed or superseded.")}
+{_direct_access(token)}
 </body></html>
 """
