@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+import hashlib
+import os
+from pathlib import Path
+import subprocess
 
 import pytest
 
@@ -21,3 +25,44 @@ async def simulator(socket_enabled: None) -> AsyncIterator[RunningSimulator]:
     """
     async with run_simulator(time_scale=0.01, seed=1234) as running:
         yield running
+
+
+def tracked_changes(root: Path) -> dict[str, str] | None:
+    """Tracked files that differ from the index, with a hash of their content; None without git."""
+    try:
+        listed = subprocess.run(
+            ["git", "-C", str(root), "ls-files", "--modified", "--deleted", "-z"],
+            capture_output=True,
+            check=True,
+        ).stdout.decode()
+    except OSError, subprocess.CalledProcessError:
+        return None
+    changes: dict[str, str] = {}
+    for name in filter(None, listed.split("\0")):
+        path = root / name
+        changes[name] = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else ""
+    return changes
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_tracked_file_is_written() -> Iterator[None]:
+    """The test suite writes nothing into the repository's tracked files (e.g. screenshots, a
+    configuration folder): compared before and after the run, whatever was already edited.
+
+    `VISION_TUTOR_SCREENSHOTS` asks for screenshots on purpose; the folder it names is left out.
+    """
+    root = Path(__file__).parents[1]
+    before = tracked_changes(root)
+    yield
+    after = tracked_changes(root)
+    if before is None or after is None:
+        return  # not a git checkout: nothing to compare with
+    wanted = os.environ.get("VISION_TUTOR_SCREENSHOTS")
+    allowed = (root / wanted).resolve() if wanted else None
+    written = sorted(
+        name
+        for name, digest in after.items()
+        if before.get(name) != digest
+        and not (allowed is not None and (root / name).resolve().is_relative_to(allowed))
+    )
+    assert not written, f"the tests wrote into tracked files: {written}"

@@ -424,3 +424,27 @@ def test_hacs_validation_of_hacs_json_and_the_manifest(manifest: dict[str, objec
     ]
     assert integrations == [INTEGRATION.name]  # HACS installs exactly one integration
     assert hacs_errors({"render_readme": "yes", "zip": True}, {"domain": "x"})
+
+
+def test_the_guard_against_tests_writing_tracked_files_sees_a_write(tmp_path: Path) -> None:
+    """tests/conftest.py compares the tracked files before and after the run with this."""
+    from tests.conftest import tracked_changes
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "shot.png").write_bytes(b"old")
+    (tmp_path / "edited.txt").write_text("mine")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "files")
+    (tmp_path / "edited.txt").write_text("being edited")  # a developer's own edit, before
+    before = tracked_changes(tmp_path)
+    assert before is not None
+    assert set(before) == {"edited.txt"}
+    (tmp_path / "shot.png").write_bytes(b"new")  # what a test must not do
+    (tmp_path / "untracked.png").write_bytes(b"fine")
+    after = tracked_changes(tmp_path)
+    assert after is not None
+    assert {name for name in after if before.get(name) != after[name]} == {"shot.png"}
+    assert tracked_changes(tmp_path / "not-a-repo") is None
