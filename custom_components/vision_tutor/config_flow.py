@@ -291,9 +291,7 @@ OPTIONS_SCHEMA = probatio.Schema(
         probatio.Required("history"): section(
             probatio.Schema(
                 {
-                    probatio.Required(CONF_HISTORY_DAYS): _option_number(
-                        CONF_HISTORY_DAYS, 1, "d"
-                    ),
+                    probatio.Required(CONF_HISTORY_DAYS): _option_number(CONF_HISTORY_DAYS, 1, "d"),
                     probatio.Required(CONF_HISTORY_MAX_MB): _option_number(
                         CONF_HISTORY_MAX_MB, 10, "MB"
                     ),

@@ -589,7 +589,7 @@ OPTION_RANGES: Final[Mapping[str, tuple[float, float]]] = {
     CONF_FRAME_WIDTH: (256, 1920),
     CONF_RELOOK_MINUTES: (MIN_RELOOK_MINUTES, MAX_RELOOK_MINUTES),
     CONF_HISTORY_DAYS: (0, 3650),
-    CONF_HISTORY_MAX_MB: (10, 1_000_000),
+    CONF_HISTORY_MAX_MB: (10, 100_000),
 }
 """The allowed range of each numeric option. The forms show them on their fields, and the
 checks here refuse what is outside with `<option>_out_of_range`, a translated error that gives

@@ -712,7 +712,9 @@ async def test_the_lab_page_follows_a_job_to_its_end_and_shows_what_it_rejected(
 
     # While it runs the page reloads itself and says where the job is, not that it started.
     async with asyncio.timeout(WAIT_S):
-        while (await client.get(f"/api/v1/jobs/{job_id}")).body["state"] != "running":
+        while True:
+            if (await client.get(f"/api/v1/jobs/{job_id}")).body["state"] == "running":
+                break
             await asyncio.sleep(0.05)
     page = (await client.get(f"/lab?job={job_id}")).body.decode()
     simulator.set_faults(TEACHER, Faults())

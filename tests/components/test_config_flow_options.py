@@ -215,7 +215,7 @@ async def test_options_saved_flat_and_cleaned(
         (
             {"history": {"history_max_mb": 5}},
             {"history": "history_max_mb_out_of_range"},
-            {"min": "10", "max": "1e+06", "value": "5"},
+            {"min": "10", "max": "100000", "value": "5"},
         ),
     ],
 )

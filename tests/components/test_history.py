@@ -232,9 +232,7 @@ async def test_retention_deletes_events_older_than_the_option_says(
     library: SceneLibrary,
 ) -> None:
     # Analysed on request only: the hourly timer below must not analyse frames as well.
-    entry = await setup(
-        hass, make_entry(simulator.url, interval=0, options={CONF_HISTORY_DAYS: 2})
-    )
+    entry = await setup(hass, make_entry(simulator.url, interval=0, options={CONF_HISTORY_DAYS: 2}))
     camera.show(fire(library).id)
     await _hazard(hass, entry)
     events = (await _browse(hass, CAMERA_FOLDER)).children
