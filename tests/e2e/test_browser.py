@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from typing import Any
+from urllib.parse import quote
 
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 import pytest
@@ -568,3 +569,128 @@ def test_add_a_camera_through_the_config_flow_by_clicking(in_browser: InBrowser)
         assert dialog.get_by_text("already monitors").count() == 0
 
     in_browser(scenario)
+
+
+def test_a_hazard_opens_from_the_cards_timeline_in_the_media_browser(
+    in_browser: InBrowser,
+) -> None:
+    """Hazards are kept: the card's timeline opens the event in Media → Vision Tutor."""
+    path = SCREENSHOTS / "history-light-desktop.png"
+
+    def scenario(page: Page) -> dict[str, Any]:
+        page.goto(DASHBOARD)
+        show(page, "camera.kitchen", "fire_kitchen_pan")
+        shown = wait_for_card(
+            page,
+            "Kitchen",
+            "source === 'teacher' && confirmed && state.attributes.snapshot",
+            timeout=VERDICT_TIMEOUT_MS,
+        )
+        snapshot = shown["state"]["attributes"]["snapshot"]
+        # Playwright's CSS locators pierce the card's shadow root.
+        link = page.locator(f'vision-tutor-card li[data-snapshot="{snapshot}"] a.t-link')
+        link.wait_for(timeout=30_000)
+        link.click()
+        page.wait_for_url("**/media-browser/browser/**", timeout=30_000)
+        # The event: its title says what was seen and the teacher's verdict; its children are
+        # the student's and the teacher's answers about the frame.
+        # (Each title is also in a hidden tooltip: the visible one is the card's.)
+        page.get_by_text("Teacher confirmed: fire").filter(visible=True).first.wait_for(
+            timeout=30_000
+        )
+        teacher = page.get_by_text(re.compile(r"^\s*Teacher: \S")).filter(visible=True).first
+        teacher.wait_for(timeout=30_000)
+        student = page.get_by_text(re.compile(r"^\s*Student: \S")).filter(visible=True).first
+        student_title = (student.text_content() or "").strip()
+        page.wait_for_timeout(1000)  # let the thumbnails paint
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=path)
+        # Opening an answer shows the kept frame itself (resolved and signed by the media source).
+        teacher.click()
+        page.wait_for_function(
+            "() => { const all = (root, out = []) => { for (const el of root.querySelectorAll('*'))"
+            " { if (el.localName === 'img' && /vision_tutor\\/history/.test(el.src)) out.push(el);"
+            " if (el.shadowRoot) all(el.shadowRoot, out); } return out; };"
+            " return all(document).some((img) => img.complete && img.naturalWidth > 0); }",
+            timeout=30_000,
+            polling=250,
+        )
+        return {"url": page.url, "snapshot": snapshot, "student": student_title}
+
+    opened = in_browser(scenario)
+    assert opened["snapshot"].startswith("media-source://vision_tutor/")
+    assert opened["url"].endswith(quote(f"image,{opened['snapshot']}", safe=""))
+    assert opened["student"].startswith("Student: ")
+    assert path.stat().st_size > 10_000
+
+
+MORE_INFO_JS = (
+    "(id) => document.querySelector('home-assistant').dispatchEvent(new CustomEvent("
+    "'hass-more-info', {detail: {entityId: id}, bubbles: true, composed: true}))"
+)
+
+
+def state_of(page: Page, entity_id: str) -> dict[str, Any]:
+    found: dict[str, Any] = page.evaluate(
+        "(id) => document.querySelector('home-assistant').hass.states[id]", entity_id
+    )
+    return found
+
+
+def test_pause_a_camera_with_its_switch_and_analyse_it_now_with_its_button(
+    in_browser: InBrowser,
+) -> None:
+    """The camera device's controls, as a user works them from the entity's dialog."""
+    switch, button = "switch.hallway_analysis", "button.hallway_analyse_now"
+
+    def toggle(page: Page, to: str) -> None:
+        page.evaluate(MORE_INFO_JS, switch)
+        dialog = page.locator("ha-more-info-dialog")
+        dialog.get_by_role("switch").click()
+        page.wait_for_function(
+            f"() => document.querySelector('home-assistant').hass.states['{switch}'].state "
+            f"=== '{to}'",
+            timeout=30_000,
+        )
+        page.keyboard.press("Escape")
+
+    def scenario(page: Page) -> dict[str, Any]:
+        page.goto(DASHBOARD)
+        show(page, "camera.hallway", "hallway_empty_day")
+        wait_for_card(page, "Hallway", "status === 'ok' && safety === 'off'")
+
+        toggle(page, "off")
+        paused = wait_for_card(page, "Hallway", "safety === 'paused'")
+        paused_text = page.locator(
+            "vision-tutor-card .safety[data-safety='paused']"
+        ).first.text_content()
+
+        toggle(page, "on")
+        wait_for_card(page, "Hallway", "safety !== 'paused' && status === 'ok'")
+        # The scene does not change, so only the button makes a new analysis (the change gate
+        # skips the periodic frames of a still picture).
+        page.wait_for_timeout(1000)
+        before = state_of(page, "sensor.hallway_observation")["attributes"]["analysed_at"]
+        page.evaluate(MORE_INFO_JS, button)
+        page.locator("ha-more-info-dialog").get_by_role("button", name="Press").click()
+        page.wait_for_function(
+            "(before) => document.querySelector('home-assistant').hass.states"
+            "['sensor.hallway_observation'].attributes.analysed_at !== before",
+            arg=before,
+            timeout=60_000,
+        )
+        page.keyboard.press("Escape")
+        after = wait_for_card(page, "Hallway", "status === 'ok' && safety === 'off'")
+        return {
+            "paused": paused,
+            "paused_text": paused_text,
+            "before": before,
+            "after": after,
+        }
+
+    shown = in_browser(scenario)
+    assert shown["paused"]["state"]["attributes"]["paused"] is True
+    assert "Analysis paused" in (shown["paused_text"] or "")
+    assert "No hazard" not in (shown["paused_text"] or "")
+    assert shown["after"]["state"]["attributes"]["analysed_at"] != shown["before"]
+    assert_card_matches_its_state(shown["after"])
