@@ -11,6 +11,7 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from syrupy.types import PropertyPath
 
+from homeassistant.const import STATE_ON
 from homeassistant.core import HomeAssistant
 
 from custom_components.vision_tutor.coordinator import CameraCoordinator
@@ -71,6 +72,33 @@ async def next_frame(hass: HomeAssistant, entry: MockConfigEntry) -> None:
     """
     await coordinator(entry).async_refresh()
     await hass.async_block_till_done()
+
+
+async def hazard_on(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    """Frames (of a hazard the camera shows) until the safety sensor turns on."""
+    for _ in range(5):
+        await next_frame(hass, entry)
+        if hass.states.get(SAFETY).state == STATE_ON:
+            await hass.async_block_till_done()
+            return
+    pytest.fail("the safety sensor did not turn on")
+
+
+def verdict_on_display(entry: MockConfigEntry, summary: str, flags: list[str]) -> None:
+    """The teacher's verdict on the front door's frame on display, as its stream brings it."""
+    coordinator(entry).async_apply_verdict(
+        {
+            "idempotency_key": coordinator(entry).data.escalation_id,
+            "reason": "safety",
+            "agrees_with_student": True,
+            "verdict": {
+                "summary": summary,
+                "observations": ["stove", "pan"],
+                "safety_flags": flags,
+                "confidence": 0.9,
+            },
+        }
+    )
 
 
 async def setup(hass: HomeAssistant, entry: MockConfigEntry) -> MockConfigEntry:

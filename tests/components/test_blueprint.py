@@ -27,7 +27,15 @@ from simulator.scenes import SceneLibrary
 from simulator.server import RunningSimulator
 
 from .conftest import SceneCamera, make_entry
-from .helpers import SAFETY, SAFETY_EVENT, STUDENT, coordinator, fire, next_frame, setup
+from .helpers import (
+    SAFETY_EVENT,
+    STUDENT,
+    coordinator,
+    fire,
+    hazard_on,
+    setup,
+    verdict_on_display,
+)
 
 BLUEPRINT = (
     Path(__file__).parents[2] / "blueprints" / "automation" / "vision_tutor" / "safety_alert.yaml"
@@ -73,29 +81,8 @@ async def _automation(hass: HomeAssistant, **inputs: Any) -> list[ServiceCall]:
     return calls
 
 
-async def _hazard(hass: HomeAssistant, entry: MockConfigEntry) -> None:
-    """Frames of a fire until the safety sensor turns on (two flagged frames of five)."""
-    for _ in range(5):
-        await next_frame(hass, entry)
-        if hass.states.get(SAFETY).state == STATE_ON:
-            return
-    pytest.fail("the safety sensor did not turn on")
-
-
-def _teacher_confirms(hass: HomeAssistant, entry: MockConfigEntry) -> None:
-    coordinator(entry).async_apply_verdict(
-        {
-            "idempotency_key": coordinator(entry).data.escalation_id,
-            "reason": "safety",
-            "agrees_with_student": True,
-            "verdict": {
-                "summary": "Flames are climbing the living room curtains.",
-                "observations": ["curtains", "flames"],
-                "safety_flags": ["fire"],
-                "confidence": 0.9,
-            },
-        }
-    )
+def _teacher_confirms(entry: MockConfigEntry) -> None:
+    verdict_on_display(entry, "Flames are climbing the living room curtains.", ["fire"])
 
 
 def test_the_blueprint_is_valid_for_home_assistant() -> None:
@@ -121,7 +108,7 @@ async def test_a_hazard_notifies_with_the_summary_and_the_frame(
 ) -> None:
     calls = await _automation(hass)
     camera.show(fire(library).id)
-    await _hazard(hass, entry)
+    await hazard_on(hass, entry)
     await hass.async_block_till_done()
 
     assert len(calls) == 1
@@ -156,13 +143,13 @@ async def test_the_cool_down_holds_back_the_teacher_confirmation_then_lets_alert
 ) -> None:
     calls = await _automation(hass, cooldown={"seconds": 1})
     camera.show(fire(library).id)
-    await _hazard(hass, entry)
-    _teacher_confirms(hass, entry)
+    await hazard_on(hass, entry)
+    _teacher_confirms(entry)
     await hass.async_block_till_done()
     assert len(calls) == 1, "the confirmation came within the cool-down"
 
     await asyncio.sleep(1.1)  # the simulator runs in this loop: real time, not frozen time
-    _teacher_confirms(hass, entry)
+    _teacher_confirms(entry)
     await hass.async_block_till_done()
     assert len(calls) == 2
     assert calls[1].data["message"].splitlines()[1].startswith("Confirmed by the teacher.")
@@ -177,11 +164,11 @@ async def test_only_teacher_confirmations_when_asked(
 ) -> None:
     calls = await _automation(hass, teacher_only=True)
     camera.show(fire(library).id)
-    await _hazard(hass, entry)
+    await hazard_on(hass, entry)
     await hass.async_block_till_done()
     assert calls == [], "the student alone does not alert"
 
-    _teacher_confirms(hass, entry)
+    _teacher_confirms(entry)
     await hass.async_block_till_done()
     assert len(calls) == 1
     assert calls[0].data["title"].startswith("Hazard at Front door: fire")
@@ -199,7 +186,7 @@ async def test_a_persistent_notification_shows_the_frame_inline(
     await _automation(hass, notify_action="notify.persistent_notification")
     assert await async_setup_component(hass, "notify", {})
     camera.show(fire(library).id)
-    await _hazard(hass, entry)
+    await hazard_on(hass, entry)
     await hass.async_block_till_done()
 
     notifications = [
@@ -223,7 +210,7 @@ async def test_a_reload_of_the_camera_does_not_alert(
 ) -> None:
     calls = await _automation(hass, cooldown={"seconds": 0})
     camera.show(fire(library).id)
-    await _hazard(hass, entry)
+    await hazard_on(hass, entry)
     await hass.async_block_till_done()
     assert len(calls) == 1
 

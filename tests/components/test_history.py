@@ -49,8 +49,10 @@ from .helpers import (
     SAFETY_EVENT,
     coordinator,
     fire,
+    hazard_on,
     next_frame,
     setup,
+    verdict_on_display,
 )
 
 ROOT = "media-source://vision_tutor"
@@ -76,28 +78,9 @@ def folder(hass: HomeAssistant) -> Path:
     return Path(hass.config.path("vision_tutor", ENTRY_ID, SUBENTRY_ID))
 
 
-async def _hazard(hass: HomeAssistant, entry: MockConfigEntry) -> None:
-    for _ in range(5):
-        await next_frame(hass, entry)
-        if hass.states.get(SAFETY).state == STATE_ON:
-            await hass.async_block_till_done()
-            return
-    pytest.fail("the safety sensor did not turn on")
-
-
 def _confirm(entry: MockConfigEntry, flags: list[str] | None = None) -> None:
-    coordinator(entry).async_apply_verdict(
-        {
-            "idempotency_key": coordinator(entry).data.escalation_id,
-            "reason": "safety",
-            "agrees_with_student": True,
-            "verdict": {
-                "summary": "Flames rise from a pan on the stove.",
-                "observations": ["stove", "pan"],
-                "safety_flags": ["fire"] if flags is None else flags,
-                "confidence": 0.93,
-            },
-        }
+    verdict_on_display(
+        entry, "Flames rise from a pan on the stove.", ["fire"] if flags is None else flags
     )
 
 
@@ -118,7 +101,7 @@ async def test_a_hazard_is_kept_and_browsed_per_camera_with_its_frame(
     await next_frame(hass, entry)  # a routine frame: nothing to keep
     assert hass.states.get(OBSERVATION).attributes["snapshot"] is None
     camera.show(fire(library).id)
-    await _hazard(hass, entry)
+    await hazard_on(hass, entry)
 
     root = await _browse(hass, ROOT)
     assert root.title == "Vision Tutor"
@@ -186,7 +169,7 @@ async def test_the_teachers_verdict_joins_its_event_and_survives_a_restart(
 ) -> None:
     reviews = async_capture_events(hass, EVENT_TEACHER_REVIEW)
     camera.show(fire(library).id)
-    await _hazard(hass, entry)
+    await hazard_on(hass, entry)
     kept = hass.states.get(OBSERVATION).attributes["snapshot"]
     _confirm(entry)
     await hass.async_block_till_done()
@@ -203,7 +186,7 @@ async def test_the_teachers_verdict_joins_its_event_and_survives_a_restart(
 
     title, answers = await titles()
     assert title.endswith("Hazard: fire · Teacher confirmed: fire")
-    assert answers[1] == "Teacher: Flames rise from a pan on the stove. (93 %)"
+    assert answers[1] == "Teacher: Flames rise from a pan on the stove. (90 %)"
 
     record = json.loads((folder(hass) / f"{kept.rsplit('/', 1)[-1]}.json").read_text())
     assert record["verdict"] == "confirmed"
@@ -218,7 +201,7 @@ async def test_a_dismissal_is_said_in_the_event(
     hass: HomeAssistant, entry: MockConfigEntry, camera: SceneCamera, library: SceneLibrary
 ) -> None:
     camera.show(fire(library).id)
-    await _hazard(hass, entry)
+    await hazard_on(hass, entry)
     kept = hass.states.get(OBSERVATION).attributes["snapshot"]
     _confirm(entry, flags=[])
     await hass.async_block_till_done()
@@ -234,7 +217,7 @@ async def test_retention_deletes_events_older_than_the_option_says(
     # Analysed on request only: the hourly timer below must not analyse frames as well.
     entry = await setup(hass, make_entry(simulator.url, interval=0, options={CONF_HISTORY_DAYS: 2}))
     camera.show(fire(library).id)
-    await _hazard(hass, entry)
+    await hazard_on(hass, entry)
     events = (await _browse(hass, CAMERA_FOLDER)).children
     assert events
     files = set(folder(hass).iterdir())
@@ -259,7 +242,7 @@ async def test_the_size_cap_deletes_the_oldest_events_first(
     hass: HomeAssistant, entry: MockConfigEntry, camera: SceneCamera, library: SceneLibrary
 ) -> None:
     camera.show(fire(library).id)
-    await _hazard(hass, entry)
+    await hazard_on(hass, entry)
     history = entry.runtime_data.history
     first = history.events(SUBENTRY_ID)
     one_event = max(record.size for record in first)
@@ -281,7 +264,7 @@ async def test_no_history_when_the_option_is_zero(
 ) -> None:
     entry = await setup(hass, make_entry(simulator.url, options={CONF_HISTORY_DAYS: 0}))
     camera.show(fire(library).id)
-    await _hazard(hass, entry)
+    await hazard_on(hass, entry)
     assert hass.states.get(OBSERVATION).attributes["snapshot"] is None
     assert hass.states.get(SAFETY_EVENT).attributes["media_content_id"] is None
     assert (await _browse(hass, CAMERA_FOLDER)).children == []
@@ -292,7 +275,7 @@ async def test_a_removed_camera_and_a_deleted_entry_take_their_history_with_them
     hass: HomeAssistant, entry: MockConfigEntry, camera: SceneCamera, library: SceneLibrary
 ) -> None:
     camera.show(fire(library).id)
-    await _hazard(hass, entry)
+    await hazard_on(hass, entry)
     assert any(folder(hass).iterdir())
 
     assert hass.config_entries.async_remove_subentry(entry, SUBENTRY_ID)
@@ -317,7 +300,7 @@ async def test_frames_are_for_signed_in_users_and_ids_are_checked(
     hass_client_no_auth: ClientSessionGenerator,
 ) -> None:
     camera.show(fire(library).id)
-    await _hazard(hass, entry)
+    await hazard_on(hass, entry)
     url = hass.states.get(SAFETY_EVENT).attributes["snapshot_url"]
     assert (await (await hass_client_no_auth()).get(url)).status == 401
     client = await hass_client()
