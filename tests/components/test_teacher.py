@@ -129,6 +129,19 @@ async def test_a_safety_frame_is_confirmed_by_the_teacher(
         assert entity_events[-2:] == ["hazard_detected", "teacher_confirmed"]
         assert hass.states.get(QUEUE_DEPTH).state == "0"
 
+        # The event history keeps the frame with the real teacher's verdict, and the review
+        # event points at it (Media → Vision Tutor → Front door → the event).
+        snapshot = observation.attributes["snapshot"]
+        assert review.data["media_content_id"] == snapshot
+        kept = entry.runtime_data.history.get(SUBENTRY_ID, snapshot.rsplit("/", 1)[-1])
+        assert kept.verdict == "confirmed"
+        assert kept.teacher.summary == observation.state
+        assert kept.reason == "safety"
+        # The add-on's pages name the camera as its user does.
+        stored = await teacher.service.queue.get(review.data["review_id"])
+        assert stored is not None
+        assert (stored.camera, stored.camera_name) == ("camera.front_door", "Front door")
+
         assert await hass.config_entries.async_unload(entry.entry_id)
 
 
