@@ -23,6 +23,7 @@ from vision_tutor_teacher.models import (
     Observation,
     Reason,
     ReviewRequest,
+    ReviewStatus,
     Verdict,
 )
 from vision_tutor_teacher.reviews import queue as review_queue
@@ -521,3 +522,41 @@ def test_percentiles_interpolate() -> None:
     assert percentile([5.0], 0.95) == 5.0
     assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
     assert percentile([10.0, 0.0], 1.0) == 10.0
+
+
+async def test_reviews_from_before_camera_names_keep_everything_and_have_none(
+    tmp_path: Path,
+) -> None:
+    """Migration 6 adds the camera's name to a database made before it, reviews intact."""
+    db = Database(tmp_path)
+    await db.open()
+    old = await submit(make_queue(db), "before-names")
+    await db.close()
+    # The database as version 5 left it: no camera_name column.
+    with contextlib.closing(sqlite3.connect(tmp_path / "vision_tutor.db")) as conn:
+        conn.execute("ALTER TABLE reviews DROP COLUMN camera_name")
+        conn.execute("PRAGMA user_version = 5")
+        conn.commit()
+
+    db = Database(tmp_path)
+    await db.open()
+    try:
+        queue = make_queue(db)
+        assert old.review_id is not None
+        review = await queue.get(old.review_id)
+        assert review is not None
+        assert (review.camera, review.camera_name, review.status) == (
+            "camera.front_door",
+            "",
+            ReviewStatus.QUEUED,
+        )
+        assert await queue.frame(old.review_id) == FRAME
+        named = await submit(queue, "after-names", camera_name="Front door")
+        assert named.review_id is not None
+        again = await queue.get(named.review_id)
+        assert again is not None
+        assert again.camera_name == "Front door"
+    finally:
+        await db.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "vision_tutor.db")) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
