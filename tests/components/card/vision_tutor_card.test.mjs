@@ -472,6 +472,7 @@ test("the editor: a cleared timeline field stays empty while the user types (25,
     delete globalThis.document;
     delete globalThis.CustomEvent;
   }
+});
 
 test("a timeline result with a kept frame opens its event in the media browser", () => {
   const event = "media-source://vision_tutor/01JENTRY/01JCAMERA/1764672662000-0a1b2c3d";
