@@ -17,6 +17,13 @@ from simulator.server import RunningSimulator, run_simulator
 
 
 @pytest.fixture
+def hass_config_dir(hass_tmp_config_dir: str) -> str:
+    """Home Assistant's configuration folder, the test's own: the integration writes there
+    (its event history), and the test harness's default is a folder of the shared venv."""
+    return hass_tmp_config_dir
+
+
+@pytest.fixture
 async def simulator(socket_enabled: None) -> AsyncIterator[RunningSimulator]:
     """An Ollama-compatible simulator on loopback, a hundred times faster than real time.
 
