@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 import random
 import time
@@ -17,11 +17,27 @@ from typing import Any, Final, Literal, Protocol
 import httpx
 import ollama
 
-from .contract import OBSERVATION_SCHEMA, Observation, StudentError, parse_observation
+from .calibration import Bucket, CameraCalibration, Sample, signal_value
+from .contract import (
+    OBSERVATION_SCHEMA,
+    Observation,
+    StudentError,
+    normalise_flag,
+    parse_observation,
+)
 from .frames import PreparedFrame, Thumbnail
 from .gate import ChangeGate, GateDecision
 from .prompts import STUDENT_USER_PROMPT
-from .routing import Decision, RoutingPolicy, keyword_pattern, route
+from .routing import (
+    CalibratedSignal,
+    Decision,
+    EscalationReason,
+    RoutingPolicy,
+    effective_confidence,
+    keyword_pattern,
+    route,
+    token_evidence,
+)
 from .temporal import SafetyState, SafetyWindow, WindowConfig
 
 type Source = Literal["student", "teacher"]
@@ -182,6 +198,40 @@ class StudentClient:
         return StudentAnswer(text, logprobs, latency_ms)
 
 
+FORCED_REASONS: Final = frozenset(
+    {EscalationReason.SAFETY, EscalationReason.STUDENT_ERROR, EscalationReason.TEMPORAL}
+)
+"""Escalations whatever the confidence threshold: their verdicts weigh 1 and never move it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Confidence:
+    """How sure the student is of one answer, every way it is measured."""
+
+    reported: float | None
+    """What the confidence sensor shows: the calibrated probability that the student is right
+    once the camera's calibration is in use, today's effective confidence until then."""
+    stated: float | None
+    token: float | None
+    """The token logprob evidence on the stated scale; None without logprobs."""
+    calibrated: bool = False
+    min_confidence: float | None = None
+    """The threshold the frame was routed with, on the reported scale."""
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """What the teacher's verdict on an escalated frame needs to become a calibration sample."""
+
+    stated: float | None
+    token: float | None
+    forced: bool
+    weight: float
+    audit: bool
+    bucket: Bucket
+    student_flags: tuple[str, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Analysis:
     """One analysed frame and everything decided about it."""
@@ -197,6 +247,9 @@ class Analysis:
     source: Source = "student"
     student_result: Observation | StudentError | None = None
     """The student's answer, when the teacher's answer has replaced it as `result`."""
+    confidence: Confidence = field(default_factory=lambda: Confidence(None, None, None))
+    label: Label | None = None
+    """Set when the policy escalated the frame: its verdict can then teach the calibration."""
 
     @property
     def observation(self) -> Observation | None:
@@ -224,8 +277,17 @@ class PipelineSettings:
 class CameraPipeline:
     """Frame in, analysis out, for one camera; holds its change gate and temporal window."""
 
-    def __init__(self, student: Student, settings: PipelineSettings, *, rng: random.Random) -> None:
+    def __init__(
+        self,
+        student: Student,
+        settings: PipelineSettings,
+        *,
+        rng: random.Random,
+        calibration: CameraCalibration | None = None,
+    ) -> None:
         self.student = student
+        self.calibration = calibration
+        """The camera's calibration from teacher verdicts; None routes by today's rule alone."""
         self.settings = settings
         self.window = SafetyWindow(settings.window)
         self._pattern = keyword_pattern(settings.policy.safety_keywords)
@@ -252,6 +314,7 @@ class CameraPipeline:
         now: datetime,
         queue_depth: int = 0,
         thumbnail: Thumbnail | None = None,
+        bucket: Bucket = "all",
     ) -> Analysis:
         """Run the student on a frame and decide what it means (the gate is the caller's call).
 
@@ -267,14 +330,16 @@ class CameraPipeline:
         else:
             result = parse_observation(answer.text)
             logprobs, latency_ms = answer.logprobs, answer.latency_ms
+        policy, calibrated, confidence = self._policy(result, logprobs, now, bucket, queue_depth)
         decision = route(
             result,
-            policy=self.settings.policy,
+            policy=policy,
             pattern=self._pattern,
             logprobs=logprobs,
             recent_flags=self.window.recent_flags,
             queue_depth=queue_depth,
             audit_draw=self._rng.random(),
+            calibrated=calibrated,
         )
         # Keywords in the words count like flags: "flames near the curtains" with no flag is
         # still a flagged frame (a negated "no flames" is not). An unreadable answer is neither
@@ -286,6 +351,18 @@ class CameraPipeline:
         )
         safety = self.window.add_frame(flags, now)
         self._keep_watching = flags is None or bool(flags) or safety.on
+        label = None
+        if decision.escalate and decision.reason is not None:
+            audit = decision.reason is EscalationReason.AUDIT
+            label = Label(
+                stated=confidence.stated,
+                token=confidence.token,
+                forced=decision.reason in FORCED_REASONS,
+                weight=float(policy.audit_rate) if audit else 1.0,
+                audit=audit,
+                bucket=bucket,
+                student_flags=tuple(flags or ()),
+            )
         return Analysis(
             result=result,
             decision=decision,
@@ -295,4 +372,67 @@ class CameraPipeline:
             model=self.student.model,
             latency_ms=latency_ms,
             prompt_version=prompt_version,
+            confidence=confidence,
+            label=label,
         )
+
+    def _policy(
+        self,
+        result: Observation | StudentError,
+        logprobs: Sequence[float],
+        now: datetime,
+        bucket: Bucket,
+        queue_depth: int,
+    ) -> tuple[RoutingPolicy, CalibratedSignal | None, Confidence]:
+        """The policy for this frame: the user's, or the calibration's threshold and audits."""
+        policy = self.settings.policy
+        stated = result.confidence if isinstance(result, Observation) else None
+        token = token_evidence(logprobs) if policy.use_logprobs else None
+        rule = effective_confidence(stated, logprobs if policy.use_logprobs else None)
+        if isinstance(result, StudentError):
+            stated = token = rule = None
+        if self.calibration is None:
+            return policy, None, Confidence(rule, stated, token, False, policy.min_confidence)
+        at = now.timestamp()
+        self.calibration.count_frame(at)
+        routing = self.calibration.routing(
+            bucket, at, queue_pressure=queue_depth / policy.queue_limit
+        )
+        if not routing.calibrated:
+            policy = replace(policy, audit_rate=routing.audit_rate)
+            return policy, None, Confidence(rule, stated, token, False, policy.min_confidence)
+        policy = replace(
+            policy,
+            audit_rate=routing.audit_rate,
+            min_confidence=min(1.0, max(0.0, routing.threshold)),
+        )
+        value = signal_value(routing.kind, stated, token)
+        probability = self.calibration.probability(stated, token, bucket, at)
+        signal = CalibratedSignal(value, probability, routing.threshold_probability)
+        return (
+            policy,
+            signal,
+            Confidence(probability, stated, token, True, routing.threshold_probability),
+        )
+
+    def record_verdict(
+        self, label: Label, *, agreed: bool, teacher_flags: Sequence[str], at: datetime
+    ) -> Sample | None:
+        """Teach the calibration the teacher's verdict on an escalated frame."""
+        if self.calibration is None:
+            return None
+        truth = {normalise_flag(flag) for flag in teacher_flags}
+        said = {normalise_flag(flag) for flag in label.student_flags}
+        sample = Sample(
+            stated=label.stated,
+            evidence=label.token,
+            agreed=agreed,
+            missed_hazard=bool(truth) and not truth & said,
+            forced=label.forced,
+            weight=label.weight,
+            at=at.timestamp(),
+            audit=label.audit,
+            bucket=label.bucket,
+        )
+        self.calibration.add(sample)
+        return sample

@@ -22,6 +22,11 @@ teacher; with 0.7 the teacher share falls from 23 % to 18 % at the same accuracy
 recall; see benchmarks/results/routing.md. The exponent was calibrated on the simulator and
 should be revisited with real cameras.) The effective confidence is the lower of the two: logprobs can
 only lower confidence, never raise it.
+
+That rule and its threshold are the starting point only: once a camera has enough teacher
+verdicts, `calibration.CameraCalibration` routes instead on the signal that ranks its answers
+best, with a threshold chosen for the user's target, and reports the calibrated probability
+(`CalibratedSignal`); this module still applies it, with every other signal unchanged.
 """
 
 from __future__ import annotations
@@ -121,13 +126,33 @@ def shown_confidence(value: float | None) -> float | None:
     return None if value is None else round(value, CONFIDENCE_DIGITS)
 
 
+def token_evidence(logprobs: Sequence[float] | None) -> float | None:
+    """The token logprob evidence on the scale of stated confidence; None without logprobs."""
+    if not logprobs:
+        return None
+    lowest = sorted(logprobs)[:LOGPROB_TOKENS]
+    return math.exp(EVIDENCE_EXPONENT * sum(lowest) / len(lowest))
+
+
 def effective_confidence(stated: float | None, logprobs: Sequence[float] | None) -> float | None:
     """The stated confidence, lowered by token logprob evidence when there is any."""
-    if not logprobs:
+    evidence = token_evidence(logprobs)
+    if evidence is None:
         return stated
-    lowest = sorted(logprobs)[:LOGPROB_TOKENS]
-    evidence = math.exp(EVIDENCE_EXPONENT * sum(lowest) / len(lowest))
     return evidence if stated is None else min(stated, evidence)
+
+
+@dataclass(frozen=True, slots=True)
+class CalibratedSignal:
+    """The confidence signal a camera's calibration routes on, instead of today's rule.
+
+    `value` is compared with the policy's `min_confidence` (on the signal's own scale);
+    `probability` is what it means, calibrated from the teacher's verdicts.
+    """
+
+    value: float | None
+    probability: float | None
+    threshold_probability: float | None
 
 
 def keyword_pattern(keywords: Iterable[str]) -> re.Pattern[str]:
@@ -209,12 +234,14 @@ def route(
     recent_flags: frozenset[str] = frozenset(),
     queue_depth: int = 0,
     audit_draw: float = 1.0,
+    calibrated: CalibratedSignal | None = None,
 ) -> Decision:
     """Decide whether the teacher should see this frame.
 
     `audit_draw` is a uniform random number in [0, 1): the caller owns the randomness so that
     periodic scenes don't alias with a fixed 1-in-N counter, and tests stay deterministic.
-    `queue_depth` is the teacher's current queue (0 when unknown or no teacher).
+    `queue_depth` is the teacher's current queue (0 when unknown or no teacher). With
+    `calibrated`, the threshold is compared with its signal instead of the effective confidence.
     """
     if isinstance(result, StudentError):
         mentions = hazard_mentions(result.raw, pattern)
@@ -225,8 +252,12 @@ def route(
         return Decision(True, EscalationReason.STUDENT_ERROR, detail, None, named)
 
     confidence = effective_confidence(result.confidence, logprobs if policy.use_logprobs else None)
+    if calibrated is not None:
+        confidence = calibrated.value
     evidence = safety_evidence(result, pattern) if policy.use_safety else SafetyEvidence((), (), ())
-    decision = _first_signal(result, policy, confidence, evidence, recent_flags, audit_draw)
+    decision = _first_signal(
+        result, policy, confidence, evidence, recent_flags, audit_draw, calibrated
+    )
     if decision.reason in SHEDDABLE and _must_shed(decision.reason, policy, queue_depth):
         return Decision(
             False,
@@ -247,8 +278,9 @@ def _first_signal(
     evidence: SafetyEvidence,
     recent_flags: frozenset[str],
     audit_draw: float,
+    calibrated: CalibratedSignal | None,
 ) -> Decision:
-    decision = _signal(answer, policy, confidence, evidence, recent_flags, audit_draw)
+    decision = _signal(answer, policy, confidence, evidence, recent_flags, audit_draw, calibrated)
     if evidence.negated and not evidence.hits:
         negated = f"negated, not flagged: {', '.join(evidence.negated)}"
         return replace(decision, detail=f"{decision.detail}; {negated}", negated=evidence.negated)
@@ -262,6 +294,7 @@ def _signal(
     evidence: SafetyEvidence,
     recent_flags: frozenset[str],
     audit_draw: float,
+    calibrated: CalibratedSignal | None,
 ) -> Decision:
     if hits := evidence.hits:
         return Decision(
@@ -276,7 +309,9 @@ def _signal(
         return Decision(
             True,
             EscalationReason.LOW_CONFIDENCE,
-            _confidence_detail(answer.confidence, confidence, policy.min_confidence),
+            _calibrated_detail(calibrated)
+            if calibrated is not None
+            else _confidence_detail(answer.confidence, confidence, policy.min_confidence),
             confidence,
         )
     new_flags = frozenset(answer.safety_flags) - recent_flags
@@ -313,6 +348,15 @@ def _confidence_detail(stated: float | None, effective: float | None, threshold:
             f"(stated {stated:.2f}, lowered by token logprobs)"
         )
     return f"low confidence: {below_text(effective, threshold)}"
+
+
+def _calibrated_detail(calibrated: CalibratedSignal) -> str:
+    if calibrated.probability is None or calibrated.threshold_probability is None:
+        return "low confidence: the student gave none"
+    return (
+        f"low confidence: {calibrated.probability:.2f} < {calibrated.threshold_probability:.2f} "
+        "(calibrated from the teacher's verdicts)"
+    )
 
 
 def _must_shed(reason: EscalationReason, policy: RoutingPolicy, queue_depth: int) -> bool:

@@ -1,0 +1,611 @@
+"""Confidence that means something: calibration from the teacher's verdicts, per camera.
+
+Pure logic, no Home Assistant imports. Every frame the teacher reviews is a labelled sample:
+the student's confidence signals (stated, token evidence) and whether the teacher agreed. The
+labelled frames are not a random sample of the camera's frames (everything below the
+threshold is reviewed, above it only the random audits), so each sample is weighted by the
+inverse of the probability that its frame was reviewed: 1 for a frame the policy had to send
+(safety, a student error, a new flag, below the threshold) and N for a 1-in-N audit. The
+weighted sample then stands for all the camera's analysed frames (inverse-propensity
+weighting), whatever the threshold and audit rate were when each sample was taken. Older
+samples decay (a half-life) and the sample is bounded.
+
+From it, once enough audits exist:
+
+- a monotone calibration (isotonic regression, pool-adjacent-violators) of the signal that
+  ranks right above wrong answers best on the camera's own verdicts: the stated confidence, the
+  token evidence, or the lower of the two (today's rule). A signal that carries no information
+  gives a flat curve at the student's agreement rate: honest, not wrong;
+- the threshold on that signal which meets the user's target: a teacher budget (share of
+  analysed frames) or a maximum estimated missed-hazard rate;
+- the audit rate: high while the calibration is thin or drifting, the user's own when stable.
+
+Until then the current rule stands (`routing.effective_confidence` against the user's fixed
+minimum confidence), with audits raised so that the calibration fills.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from enum import StrEnum
+import math
+from typing import Any, Final, Literal
+
+type SignalKind = Literal["effective", "stated", "evidence"]
+type Bucket = Literal["all", "day", "night"]
+type BucketMode = Literal["off", "sun", "hours"]
+
+SIGNALS: Final[tuple[SignalKind, ...]] = ("effective", "stated", "evidence")
+"""Candidate signals, today's rule first (it wins ties)."""
+
+MIN_AUDITS: Final = 30
+"""Random audits (decayed to at least a quarter of their weight) a calibration needs."""
+MIN_LABELLED: Final = 60
+"""Labelled frames of any kind it needs, audits included."""
+MAX_SAMPLES: Final = 3000
+"""Samples kept per camera; the oldest go first."""
+HALF_LIFE_DAYS: Final = 14.0
+AUDIT_RATE_THIN: Final = 4
+"""1 in this many frames is audited while the calibration is thin."""
+AUDIT_RATE_DRIFTING: Final = 20
+"""...and while the recent audits disagree with it."""
+DRIFT_WINDOW: Final = 40
+"""Recent audits compared with the calibration's prediction."""
+DRIFT_Z: Final = 2.5
+PRESSURE_SHARE: Final = 0.5
+"""A teacher queue this full (of its limit) halves the budget."""
+PROBABILITY_FLOOR: Final = 0.005
+DEFAULT_DAY: Final = (time(7, 0), time(19, 0))
+
+
+class TargetKind(StrEnum):
+    """What the user asks the policy to hold."""
+
+    SHARE = "share"
+    """A share of analysed frames the teacher may review."""
+    REVIEWS_PER_HOUR = "reviews_per_hour"
+    MISS_RATE = "miss_rate"
+    """A maximum estimated missed-hazard rate, per 1000 analysed frames."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The user's target for one camera."""
+
+    kind: TargetKind = TargetKind.SHARE
+    value: float = 0.15
+
+    def __post_init__(self) -> None:
+        if self.value < 0 or (self.kind is TargetKind.SHARE and self.value > 1):
+            raise ValueError("the target must be a share in 0..1 or a positive rate")
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One frame the teacher reviewed."""
+
+    stated: float | None
+    evidence: float | None
+    """Token evidence on the stated scale (`routing.token_evidence`); None without logprobs."""
+    agreed: bool
+    missed_hazard: bool
+    """The teacher saw a hazard the student did not flag."""
+    forced: bool
+    """Sent whatever the threshold (safety, student error, new flag)."""
+    weight: float
+    """1 / P(reviewed) when it was taken."""
+    at: float
+    """POSIX time."""
+    audit: bool = False
+    bucket: Bucket = "all"
+
+    def signal(self, kind: SignalKind) -> float | None:
+        return signal_value(kind, self.stated, self.evidence)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "s": self.stated,
+            "e": None if self.evidence is None else round(self.evidence, 5),
+            "a": self.agreed,
+            "m": self.missed_hazard,
+            "f": self.forced,
+            "w": self.weight,
+            "t": round(self.at, 1),
+            "u": self.audit,
+            "b": self.bucket,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Sample:
+        bucket = raw.get("b", "all")
+        return cls(
+            stated=_optional_float(raw.get("s")),
+            evidence=_optional_float(raw.get("e")),
+            agreed=bool(raw["a"]),
+            missed_hazard=bool(raw.get("m", False)),
+            forced=bool(raw.get("f", False)),
+            weight=max(1.0, float(raw.get("w", 1.0))),
+            at=float(raw["t"]),
+            audit=bool(raw.get("u", False)),
+            bucket=bucket if bucket in ("all", "day", "night") else "all",
+        )
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def signal_value(kind: SignalKind, stated: float | None, evidence: float | None) -> float | None:
+    """One signal of a frame; a missing part falls back to the other."""
+    if kind == "stated" and stated is not None:
+        return stated
+    if kind == "evidence" and evidence is not None:
+        return evidence
+    if stated is None or evidence is None:
+        return evidence if stated is None else stated
+    return min(stated, evidence)
+
+
+def decay(age_s: float, half_life_days: float = HALF_LIFE_DAYS) -> float:
+    """The share of its weight a sample keeps after `age_s` seconds."""
+    return 0.5 ** (max(0.0, age_s) / (half_life_days * 86400))
+
+
+# --- Isotonic regression --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Isotonic:
+    """A non-decreasing map from a signal to a probability, by linear interpolation between
+    the weighted centres of the pooled blocks."""
+
+    xs: tuple[float, ...]
+    ys: tuple[float, ...]
+
+    def __call__(self, x: float) -> float:
+        xs, ys = self.xs, self.ys
+        if x <= xs[0]:
+            return ys[0]
+        if x >= xs[-1]:
+            return ys[-1]
+        i = bisect_right(xs, x)
+        x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
+        return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+
+
+def fit_isotonic(points: Iterable[tuple[float, float, float]]) -> Isotonic:
+    """Pool adjacent violators over (x, y, weight); raises ValueError without weight."""
+    ordered = sorted((x, y, w) for x, y, w in points if w > 0)
+    if not ordered:
+        raise ValueError("no weighted points to fit")
+    # Blocks: [weight, weighted y sum, weighted x sum]; equal x values pool at once.
+    blocks: list[list[float]] = []
+    last_x: float | None = None
+    for x, y, w in ordered:
+        if blocks and x == last_x:
+            block = blocks[-1]
+            block[0] += w
+            block[1] += w * y
+            block[2] += w * x
+        else:
+            blocks.append([w, w * y, w * x])
+        last_x = x
+        while len(blocks) > 1 and blocks[-2][1] / blocks[-2][0] >= blocks[-1][1] / blocks[-1][0]:
+            w2, y2, x2 = blocks.pop()
+            blocks[-1][0] += w2
+            blocks[-1][1] += y2
+            blocks[-1][2] += x2
+    xs = tuple(b[2] / b[0] for b in blocks)
+    ys = tuple(min(1 - PROBABILITY_FLOOR, max(PROBABILITY_FLOOR, b[1] / b[0])) for b in blocks)
+    return Isotonic(xs, ys)
+
+
+def weighted_auc(points: Sequence[tuple[float, bool, float]]) -> float:
+    """P(signal of a right answer > signal of a wrong one), weighted; 0.5 without both kinds."""
+    ordered = sorted(points, key=lambda p: p[0])
+    wrong_below = 0.0
+    total_wrong = sum(w for _, agreed, w in ordered if not agreed)
+    total_right = sum(w for _, agreed, w in ordered if agreed)
+    if not total_wrong or not total_right:
+        return 0.5
+    score = 0.0
+    i = 0
+    while i < len(ordered):
+        j = i
+        right = wrong = 0.0
+        while j < len(ordered) and ordered[j][0] == ordered[i][0]:
+            if ordered[j][1]:
+                right += ordered[j][2]
+            else:
+                wrong += ordered[j][2]
+            j += 1
+        score += right * (wrong_below + wrong / 2)
+        wrong_below += wrong
+        i = j
+    return score / (total_right * total_wrong)
+
+
+def wilson_interval(successes: float, trials: float, z: float = 1.96) -> tuple[float, float]:
+    """The 95 % Wilson score interval of a proportion."""
+    if trials <= 0:
+        return (0.0, 1.0)
+    p = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+# --- One fitted calibration -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Fit:
+    """A calibration fitted from one set of samples: the signal, its curve, and the weighted
+    population the thresholds are read from."""
+
+    kind: SignalKind
+    curve: Isotonic
+    auc: float
+    forced_weight: float
+    """Weight of frames sent whatever the threshold."""
+    signals: tuple[float, ...]
+    """The signals of the other (routable) frames, ascending."""
+    cumulative: tuple[float, ...]
+    """cumulative[i]: weight of the routable frames before index i (len(signals) + 1 values)."""
+    cumulative_missed: tuple[float, ...]
+    """...and of those among them with a hazard the student missed."""
+    total_weight: float
+    samples: int
+    audits: int
+
+    def probability(self, signal: float | None) -> float | None:
+        return None if signal is None else self.curve(signal)
+
+    def share(self, threshold: float, audit_probability: float) -> float:
+        """The estimated share of frames the teacher reviews at this threshold."""
+        index = bisect_left(self.signals, threshold)
+        below = self.cumulative[index]
+        above = self.cumulative[-1] - below
+        return (self.forced_weight + below + audit_probability * above) / self.total_weight
+
+    def miss_rate(self, threshold: float, audit_probability: float) -> float:
+        """Estimated missed hazards per analysed frame at this threshold: the hazards the
+        student did not flag, on frames that are neither below it nor audited."""
+        index = bisect_left(self.signals, threshold)
+        missed = self.cumulative_missed[-1] - self.cumulative_missed[index]
+        return (1 - audit_probability) * missed / self.total_weight
+
+    def threshold_for_share(self, share: float, audit_probability: float) -> float:
+        """The highest threshold whose estimated share stays within `share` (0 when even the
+        forced frames exceed it: then only they are sent). The share grows with the threshold."""
+        candidates = self._candidates()
+        low, high = 0, len(candidates)  # candidates[:low] fit; candidates[high:] do not
+        while low < high:
+            middle = (low + high) // 2
+            if self.share(candidates[middle], audit_probability) <= share:
+                low = middle + 1
+            else:
+                high = middle
+        return candidates[low - 1] if low else 0.0
+
+    def threshold_for_miss_rate(self, rate: float, audit_probability: float) -> float:
+        """The lowest threshold whose estimated missed-hazard rate stays within `rate` (the
+        rate falls as the threshold rises)."""
+        candidates = self._candidates()
+        low, high = 0, len(candidates)
+        while low < high:
+            middle = (low + high) // 2
+            if self.miss_rate(candidates[middle], audit_probability) <= rate:
+                high = middle
+            else:
+                low = middle + 1
+        return candidates[low] if low < len(candidates) else candidates[-1]
+
+    def _candidates(self) -> list[float]:
+        """0, then each distinct signal and just above the highest: every share there is."""
+        values = sorted(set(self.signals))
+        return [0.0, *values, values[-1] + 1e-9] if values else [0.0]
+
+    def table(self) -> list[dict[str, float]]:
+        """The curve as (signal, probability) rows, for diagnostics."""
+        return [
+            {"signal": round(x, 4), "probability": round(y, 4)}
+            for x, y in zip(self.curve.xs, self.curve.ys, strict=True)
+        ]
+
+
+def fit(
+    samples: Sequence[Sample],
+    now: float,
+    *,
+    half_life_days: float = HALF_LIFE_DAYS,
+    kinds: Sequence[SignalKind] = SIGNALS,
+) -> Fit:
+    """Fit the signal that ranks best (weighted AUC, today's rule on ties) and its curve."""
+    weighted = [(s, s.weight * decay(now - s.at, half_life_days)) for s in samples]
+    best: tuple[float, SignalKind] | None = None
+    for kind in kinds:
+        points = [
+            (value, s.agreed, w) for s, w in weighted if (value := s.signal(kind)) is not None
+        ]
+        auc = weighted_auc(points)
+        if best is None or auc > best[0] + 0.01:
+            best = (auc, kind)
+    assert best is not None
+    auc, kind = best
+    curve = fit_isotonic(
+        (value, float(s.agreed), w) for s, w in weighted if (value := s.signal(kind)) is not None
+    )
+    routable = sorted(
+        (value, w, s.missed_hazard)
+        for s, w in weighted
+        if not s.forced and (value := s.signal(kind)) is not None
+    )
+    cumulative, cumulative_missed = [0.0], [0.0]
+    for _, w, missed in routable:
+        cumulative.append(cumulative[-1] + w)
+        cumulative_missed.append(cumulative_missed[-1] + (w if missed else 0.0))
+    return Fit(
+        kind=kind,
+        curve=curve,
+        auc=auc,
+        forced_weight=sum(w for s, w in weighted if s.forced or s.signal(kind) is None),
+        signals=tuple(value for value, _, _ in routable),
+        cumulative=tuple(cumulative),
+        cumulative_missed=tuple(cumulative_missed),
+        total_weight=sum(w for _, w in weighted),
+        samples=len(samples),
+        audits=sum(s.audit for s in samples),
+    )
+
+
+def enough(samples: Sequence[Sample], now: float, half_life_days: float = HALF_LIFE_DAYS) -> bool:
+    """Whether a calibration may be fitted from these samples."""
+    audits = sum(1 for s in samples if s.audit and decay(now - s.at, half_life_days) >= 0.25)
+    return audits >= MIN_AUDITS and len(samples) >= MIN_LABELLED
+
+
+# --- Day and night ----------------------------------------------------------------------------
+
+
+def time_bucket(
+    mode: BucketMode,
+    local: datetime,
+    *,
+    sun_up: bool | None = None,
+    day: tuple[time, time] = DEFAULT_DAY,
+) -> Bucket:
+    """The time-of-day bucket of a frame: by the sun (fixed hours when it is unknown), by fixed
+    hours, or one bucket for all frames."""
+    if mode == "off":
+        return "all"
+    if mode == "sun" and sun_up is not None:
+        return "day" if sun_up else "night"
+    start, end = day
+    now = local.time()
+    inside = start <= now < end if start <= end else (now >= start or now < end)
+    return "day" if inside else "night"
+
+
+# --- The camera's calibration ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """What the calibration decides for the next frame."""
+
+    calibrated: bool
+    kind: SignalKind
+    threshold: float
+    """On the signal's scale; compared with `signal` by the routing policy."""
+    threshold_probability: float | None
+    """The calibrated probability at the threshold: the minimum confidence the user sees."""
+    audit_rate: int
+    state: Literal["thin", "drifting", "stable"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reliability:
+    """The student's agreement with the teacher on random audits."""
+
+    agreement: float | None
+    low: float
+    high: float
+    audits: int
+
+
+@dataclass(slots=True)
+class CameraCalibration:
+    """One camera's samples, fits and the policy it gives. Not thread-safe; one per camera."""
+
+    target: Target = field(default_factory=Target)
+    fallback_threshold: float = 0.72
+    base_audit_rate: int = 150
+    half_life_days: float = HALF_LIFE_DAYS
+    max_samples: int = MAX_SAMPLES
+    samples: list[Sample] = field(default_factory=list)
+    frame_hours: dict[int, int] = field(default_factory=dict)
+    """Frames analysed per hour (hour = POSIX seconds // 3600), the last 24 hours."""
+    _fits: dict[Bucket, Fit | None] = field(default_factory=dict)
+    _fitted_at: float | None = None
+
+    # -- samples
+
+    def add(self, sample: Sample) -> None:
+        """Record a teacher verdict; the oldest sample goes beyond the bound."""
+        self.samples.append(sample)
+        if len(self.samples) > self.max_samples:
+            del self.samples[: len(self.samples) - self.max_samples]
+        self._fits.clear()
+
+    def count_frame(self, now: float) -> None:
+        """Count one analysed frame, for the frame rate (reviews per hour, misses per day)."""
+        hour = int(now // 3600)
+        self.frame_hours[hour] = self.frame_hours.get(hour, 0) + 1
+        for old in [h for h in self.frame_hours if h <= hour - 24]:
+            del self.frame_hours[old]
+
+    def frames_per_hour(self, now: float) -> float:
+        """Frames analysed per hour over the last 24 hours (over the hours seen, if fewer)."""
+        hour = int(now // 3600)
+        counts = {h: n for h, n in self.frame_hours.items() if h > hour - 24}
+        if not counts:
+            return 0.0
+        hours = max(1, hour - min(counts) + 1)
+        return sum(counts.values()) / hours
+
+    # -- fits
+
+    def fit_for(self, bucket: Bucket, now: float) -> Fit | None:
+        """The bucket's own fit when it has enough samples, else the camera's; None when thin."""
+        if self._fitted_at is None or now - self._fitted_at > 3600:
+            self._fits.clear()  # decay moves weights: refit at least hourly
+        if bucket not in self._fits:
+            self._fitted_at = now
+            own = [s for s in self.samples if bucket == "all" or s.bucket == bucket]
+            ready = enough(own, now, self.half_life_days)
+            if bucket != "all" and not ready:
+                self._fits[bucket] = self.fit_for("all", now)
+            else:
+                self._fits[bucket] = fit(own, now, half_life_days=self.half_life_days) if ready else None
+        return self._fits[bucket]
+
+    def probability(
+        self, stated: float | None, evidence: float | None, bucket: Bucket, now: float
+    ) -> float | None:
+        """The calibrated probability that the student is right; None while thin."""
+        current = self.fit_for(bucket, now)
+        if current is None:
+            return None
+        return current.probability(signal_value(current.kind, stated, evidence))
+
+    def state(self, bucket: Bucket, now: float) -> Literal["thin", "drifting", "stable"]:
+        current = self.fit_for(bucket, now)
+        if current is None:
+            return "thin"
+        return "drifting" if self._drifting(current) else "stable"
+
+    def _drifting(self, current: Fit) -> bool:
+        """The recent audits agree more or less often than the calibration predicts."""
+        recent = [s for s in self.samples if s.audit][-DRIFT_WINDOW:]
+        if len(recent) < DRIFT_WINDOW // 2:
+            return False
+        predicted = [current.curve(v) for s in recent if (v := s.signal(current.kind)) is not None]
+        observed = sum(s.agreed for s in recent if s.signal(current.kind) is not None)
+        variance = sum(p * (1 - p) for p in predicted)
+        if variance <= 0:
+            return False
+        return abs(observed - sum(predicted)) / math.sqrt(variance) > DRIFT_Z
+
+    # -- the policy
+
+    def routing(self, bucket: Bucket, now: float, *, queue_pressure: float = 0.0) -> Routing:
+        """The threshold and audit rate for the next frame of this bucket.
+
+        `queue_pressure` is the teacher queue's depth over its limit: from PRESSURE_SHARE on,
+        the budget halves (the routing policy still sheds audits, then low confidence).
+        """
+        current = self.fit_for(bucket, now)
+        state = self.state(bucket, now)
+        if current is None:
+            rate = min(AUDIT_RATE_THIN, self.base_audit_rate) if self.base_audit_rate else 0
+            return Routing(False, "effective", self.fallback_threshold, None, rate, state)
+        rate = self.base_audit_rate
+        if state == "drifting" and rate:
+            rate = min(rate, AUDIT_RATE_DRIFTING)
+        audit_p = 1 / rate if rate else 0.0
+        squeeze = 0.5 if queue_pressure >= PRESSURE_SHARE else 1.0
+        if self.target.kind is TargetKind.MISS_RATE:
+            threshold = current.threshold_for_miss_rate(self.target.value / 1000, audit_p)
+        else:
+            threshold = current.threshold_for_share(self.budget_share(now) * squeeze, audit_p)
+        return Routing(True, current.kind, threshold, current.curve(threshold), rate, state)
+
+    def budget_share(self, now: float) -> float:
+        """The target as a share of analysed frames."""
+        if self.target.kind is TargetKind.REVIEWS_PER_HOUR:
+            per_hour = self.frames_per_hour(now)
+            return 1.0 if per_hour <= 0 else min(1.0, self.target.value / per_hour)
+        return self.target.value
+
+    # -- telling the user
+
+    def reliability(self, now: float) -> Reliability:
+        """Agreement on random audits, decayed and weighted alike, with a 95 % interval."""
+        audits = [s for s in self.samples if s.audit]
+        weights = [decay(now - s.at, self.half_life_days) for s in audits]
+        trials = sum(weights)
+        agreed = sum(w for s, w in zip(audits, weights, strict=True) if s.agreed)
+        if not audits:
+            return Reliability(None, 0.0, 1.0, 0)
+        low, high = wilson_interval(agreed, trials)
+        return Reliability(agreed / trials, low, high, len(audits))
+
+    def missed_hazards_per_day(self, bucket: Bucket, now: float) -> float | None:
+        """Estimated hazards the policy lets through unreviewed, per day at today's frame rate."""
+        current = self.fit_for(bucket, now)
+        if current is None:
+            return None
+        routing = self.routing(bucket, now)
+        audit_p = 1 / routing.audit_rate if routing.audit_rate else 0.0
+        return current.miss_rate(routing.threshold, audit_p) * self.frames_per_hour(now) * 24
+
+    def estimated_miss_rate(self, bucket: Bucket, now: float) -> float | None:
+        """Estimated missed hazards per 1000 analysed frames at the current threshold."""
+        current = self.fit_for(bucket, now)
+        if current is None:
+            return None
+        routing = self.routing(bucket, now)
+        audit_p = 1 / routing.audit_rate if routing.audit_rate else 0.0
+        return current.miss_rate(routing.threshold, audit_p) * 1000
+
+    def diagnostics(self, now: float) -> dict[str, Any]:
+        """The calibration table and its state, per bucket in use."""
+        result: dict[str, Any] = {
+            "samples": len(self.samples),
+            "audits": sum(s.audit for s in self.samples),
+            "frames_per_hour": round(self.frames_per_hour(now), 2),
+        }
+        for bucket in ("all", "day", "night"):
+            current = self.fit_for(bucket, now)
+            if bucket != "all" and current is self.fit_for("all", now):
+                continue
+            routing = self.routing(bucket, now)
+            result[bucket] = {
+                "state": routing.state,
+                "signal": routing.kind,
+                "threshold": round(routing.threshold, 4),
+                "min_confidence": None
+                if routing.threshold_probability is None
+                else round(routing.threshold_probability, 4),
+                "audit_rate": routing.audit_rate,
+                "auc": None if current is None else round(current.auc, 3),
+                "table": [] if current is None else current.table(),
+            }
+        return result
+
+    # -- persistence
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "samples": [s.as_dict() for s in self.samples],
+            "frame_hours": {str(h): n for h, n in self.frame_hours.items()},
+        }
+
+    def load(self, raw: Mapping[str, Any]) -> None:
+        """Restore saved samples; unreadable ones are dropped, not the rest."""
+        samples = []
+        for item in raw.get("samples", ()):
+            try:
+                samples.append(Sample.from_dict(item))
+            except (KeyError, TypeError, ValueError):
+                continue
+        self.samples = samples[-self.max_samples :]
+        self.frame_hours = {
+            int(h): int(n) for h, n in dict(raw.get("frame_hours", {})).items() if str(h).isdigit()
+        }
+        self._fits.clear()
