@@ -51,7 +51,7 @@ from typing import Any, Final, Literal, Protocol
 
 from simulator import embedding
 from simulator.embedding import STOP_WORDS
-from simulator.profiles import ModelProfile, SimulatorConfig
+from simulator.profiles import DEFAULT_LOGPROB_AUC, ModelProfile, SimulatorConfig
 from simulator.prompting import (
     Q_REF,
     SAFETY_FLAGS,
@@ -784,14 +784,24 @@ class Certainty:
     rivals: tuple[str, ...] = ()
 
     @classmethod
-    def draw(cls, correct: bool | None, rng: random.Random) -> Certainty:
+    def draw(
+        cls, correct: bool | None, rng: random.Random, auc: float = DEFAULT_LOGPROB_AUC
+    ) -> Certainty:
         if correct is None:
             return cls(rng.lognormvariate(math.log(0.15), 0.4))
-        if correct:
-            scale = AMBIGUOUS_RIGHT_SCALE if rng.random() < AMBIGUOUS_RIGHT_SHARE else 1.0
-            return cls(scale * rng.lognormvariate(math.log(0.06), 0.35))
-        scale = CONFIDENT_WRONG_SCALE if rng.random() < CONFIDENT_WRONG_SHARE else 1.0
-        return cls(scale * rng.lognormvariate(math.log(0.7), 0.3))
+        if auc == DEFAULT_LOGPROB_AUC:
+            if correct:
+                scale = AMBIGUOUS_RIGHT_SCALE if rng.random() < AMBIGUOUS_RIGHT_SHARE else 1.0
+                return cls(scale * rng.lognormvariate(math.log(0.06), 0.35))
+            scale = CONFIDENT_WRONG_SCALE if rng.random() < CONFIDENT_WRONG_SHARE else 1.0
+            return cls(scale * rng.lognormvariate(math.log(0.7), 0.3))
+        # Another AUC: a share 1 - auc of answers (right and wrong alike) is drawn from the other
+        # population. The populations barely overlap, so the AUC is then about `auc` (0.5: no
+        # signal at all).
+        swapped = rng.random() < 1 - auc
+        if correct != swapped:
+            return cls(rng.lognormvariate(math.log(0.06), 0.35))
+        return cls(rng.lognormvariate(math.log(0.7), 0.3))
 
 
 def tokenize(segments: Sequence[Segment]) -> Iterator[tuple[str, SegmentRole]]:
@@ -1461,7 +1471,7 @@ class Behaviour:
         else:
             truth = Truth.of_scene(scene) if scene else Truth.of_text(_user_text(request))
             answer = self._draw_answer(model, truth, quality, rng, variety)
-        certainty = self._certainty(answer, truth, rng)
+        certainty = self._certainty(model, answer, truth, rng)
         key_fields = frozenset({"safety_flags"}) if answer.correct is False else frozenset()
         segments = self._render_answer(model, request, answer, quality, key_fields, rng)
         return _Draft(
@@ -1520,8 +1530,10 @@ class Behaviour:
             correct=None,
         )
 
-    def _certainty(self, answer: Answer, truth: Truth | None, rng: random.Random) -> Certainty:
-        certainty = Certainty.draw(answer.correct, rng)
+    def _certainty(
+        self, model: ModelProfile, answer: Answer, truth: Truth | None, rng: random.Random
+    ) -> Certainty:
+        certainty = Certainty.draw(answer.correct, rng, model.logprob_auc)
         if answer.correct is not False or truth is None:
             return certainty
         said = _words(" ".join((answer.summary, *answer.observations, *answer.safety_flags)))

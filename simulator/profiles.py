@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 DEFAULT_PROFILES = Path(__file__).with_name("profiles.json")
+DEFAULT_LOGPROB_AUC = 0.90
+"""How well the mean token logprob tells right answers from wrong ones (ROC AUC) by default."""
 
 type Role = Literal["student", "teacher", "embedding"]
 type NonVisionImages = Literal["ollama", "drop", "reject"]
@@ -60,6 +62,9 @@ class ModelProfile:
     """Range of the confidence the model states, whether it is right or not."""
     calibrated: bool = False
     """A calibrated model states lower confidence when it is wrong."""
+    logprob_auc: float = DEFAULT_LOGPROB_AUC
+    """The ROC AUC of the mean token logprob between its right and wrong answers, 0.5 (no
+    signal) to 0.95. The default keeps the simulator's original mixture (about 0.90)."""
     dimensions: int = 0
     """Embedding vector length (embedding models only)."""
     faults: Faults = field(default_factory=Faults)
@@ -111,10 +116,14 @@ def _profile(name: str, raw: dict[str, Any]) -> ModelProfile:
     confidence = tuple(raw.pop("verbal_confidence", (0.85, 1.0)))
     if len(confidence) != 2:
         raise ValueError(f"model {name!r}: verbal_confidence must be [low, high]")
+    auc = float(raw.pop("logprob_auc", DEFAULT_LOGPROB_AUC))
+    if not 0.5 <= auc <= 0.95:
+        raise ValueError(f"model {name!r}: logprob_auc must be between 0.5 and 0.95")
     return ModelProfile(
         name=name,
         capabilities=tuple(raw.pop("capabilities")),
         verbal_confidence=(float(confidence[0]), float(confidence[1])),
+        logprob_auc=auc,
         faults=faults,
         **raw,
     )

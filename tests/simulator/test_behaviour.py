@@ -7,12 +7,14 @@ chosen by kind and flags, never by id.
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import json
 import math
+from pathlib import Path
 import statistics
 from typing import Any
 
@@ -34,7 +36,13 @@ from simulator.behaviour import (
     requested_prompt_count,
     scored_prompts,
 )
-from simulator.profiles import Faults, ModelProfile, SimulatorConfig, load_config
+from simulator.profiles import (
+    DEFAULT_PROFILES,
+    Faults,
+    ModelProfile,
+    SimulatorConfig,
+    load_config,
+)
 from simulator.prompting import Q_REF, REFERENCE_PROMPT, prompt_quality
 from simulator.scenes import Scene, SceneLibrary
 
@@ -403,6 +411,39 @@ def test_wrong_answers_have_lower_token_probabilities(reference_run: Run) -> Non
     pairs = [(w, r) for w in wrong for r in sample_right]
     auc = sum(1 for w, r in pairs if w < r) / len(pairs)
     assert 0.75 < auc < 0.95
+
+
+def _logprob_auc(run: Run) -> float:
+    """ROC AUC of the mean token logprob: P(a right answer's is higher than a wrong one's)."""
+    right = sorted(mean_logprob(c) for c in run.where(True))
+    wrong = [mean_logprob(c) for c in run.where(False)]
+    below = sum(bisect.bisect_left(right, w) for w in wrong)  # right answers lower than w
+    return 1 - below / (len(right) * len(wrong))
+
+
+@pytest.mark.parametrize("auc", [0.55, 0.75])
+def test_logprob_auc_sets_how_much_the_token_logprobs_tell(
+    auc: float, config: SimulatorConfig, library: SceneLibrary, frames: dict[str, bytes]
+) -> None:
+    student = replace(_model(config, STUDENT), logprob_auc=auc)
+    run = run_library(Behaviour(config, library), student, library, frames, REFERENCE_PROMPT, 20)
+    assert _logprob_auc(run) == pytest.approx(auc, abs=0.05)
+
+
+def test_the_default_logprob_auc_is_the_original_mixture(reference_run: Run) -> None:
+    assert _logprob_auc(reference_run) == pytest.approx(0.90, abs=0.04)
+
+
+def test_logprob_auc_out_of_range_is_refused(tmp_path: Path) -> None:
+    raw = json.loads(DEFAULT_PROFILES.read_text())
+    raw["models"][STUDENT]["logprob_auc"] = 0.3
+    path = tmp_path / "profiles.json"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="logprob_auc"):
+        load_config(path)
+    raw["models"][STUDENT]["logprob_auc"] = 0.6
+    path.write_text(json.dumps(raw))
+    assert _model(load_config(path), STUDENT).logprob_auc == 0.6
 
 
 def test_tokens_concatenate_to_content_with_ranked_alternatives(reference_run: Run) -> None:
