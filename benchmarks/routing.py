@@ -1,8 +1,9 @@
 """The routing benchmark: the seed article's headline table, measured on the real pipeline.
 
-    python -m benchmarks.routing [--frames 1200] [--out benchmarks/results] [--seed 7]
-        [--time-scale 0.2] [--min-confidence 0.72] [--audit-rate 150]
-        [--student-prompt builtin|reference] [--configs student_only,orchestrated,...]
+    python -m benchmarks.routing [--frames 1200] [--out benchmarks/results] [--name routing]
+        [--seed 7] [--time-scale 0.2] [--min-confidence 0.72] [--audit-rate 150]
+        [--profiles simulator/profiles.json] [--target-share 0.15] [--warmup 800]
+        [--student-prompt builtin|reference] [--configs student_only,static,...]
 
 A stream of scene frames from the simulator's library (85 % routine, 15 % edge cases, drawn with
 a seeded RNG) is dealt round-robin to four simulated cameras. Each camera runs the integration's
@@ -11,9 +12,15 @@ the simulator, once per configuration:
 
 - ``student_only``: the student's answer is final (the policy still runs; nothing is sent);
 - ``teacher_only``: the teacher reviews every frame and its answer is final (no student);
-- ``orchestrated``: escalated frames get the teacher's review as the final answer, the others
-  keep the student's;
-- ``orchestrated_no_<signal>``: the same with one routing signal switched off.
+- ``static``: today's policy (fixed threshold on today's effective confidence, fixed audit
+  rate); escalated frames get the teacher's review as the final answer, the others keep the
+  student's (the seed article's "orchestrated" system);
+- ``static_no_<signal>``: the same with one routing signal switched off;
+- ``calibrated``: each camera calibrates its confidence from the teacher's verdicts (judged by
+  the add-on's own agreement rule) and picks its threshold and audit rate for the teacher
+  budget ``--target-share``; measured on the same stream after a warm-up of ``--warmup`` other
+  frames through the same pipelines, on hosts seeded apart (so the measured frames get the same
+  student answers as in the other rows).
 
 The benchmark calls `CameraPipeline.analyse` for every frame, past the change gate: the table
 measures per-frame accuracy, and a stream that happens to deal one camera the same scene twice
@@ -60,14 +67,23 @@ import httpx
 import ollama
 
 from simulator.embedding import concepts
+from simulator.profiles import SimulatorConfig, load_config
 from simulator.prompting import REFERENCE_PROMPT, prompt_quality
 from simulator.scenes import Scene, SceneLibrary
 from simulator.server import run_simulator
+from vision_tutor_teacher.models import Observation as AddonObservation
+from vision_tutor_teacher.options import Options as AddonOptions
+from vision_tutor_teacher.reviews.agreement import cosine, judge
 
 # The integration package's __init__ imports Home Assistant's camera component, which logs a
 # full traceback when libturbojpeg is missing. The pipeline never uses it: keep the output clean.
 logging.getLogger("homeassistant.components.camera.img_util").setLevel(logging.CRITICAL)
 
+from custom_components.vision_tutor.calibration import (  # noqa: E402
+    CameraCalibration,
+    Target,
+    TargetKind,
+)
 from custom_components.vision_tutor.const import (  # noqa: E402
     DEFAULT_FRAME_WIDTH,
     DEFAULT_MAX_CONCURRENT,
@@ -85,6 +101,7 @@ from custom_components.vision_tutor.contract import (  # noqa: E402
 )
 from custom_components.vision_tutor.frames import PreparedFrame, prepare_frame  # noqa: E402
 from custom_components.vision_tutor.pipeline import (  # noqa: E402
+    Analysis,
     CameraPipeline,
     PipelineSettings,
     StudentClient,
@@ -100,6 +117,13 @@ type Answer = Observation | StudentError
 """A parsed answer, or one that could not be read (never counted as "safe")."""
 
 TEACHER_MODEL: Final = "gemma4:26b"
+EMBEDDING_MODEL: Final = AddonOptions.model_fields["embedding_model"].default
+AGREEMENT_THRESHOLD: Final = AddonOptions.model_fields["agreement_threshold"].default
+"""How the add-on judges agreement (flags, and summaries this similar): the calibration's label."""
+DEFAULT_TARGET_SHARE: Final = 0.15
+DEFAULT_WARMUP: Final = 800
+"""Frames the calibrated row sees before the measured stream (its calibration fills)."""
+ECE_BINS: Final = 10
 TEACHER_TEMPERATURE: Final = 0.2
 TEACHER_TIMEOUT_S: Final = 30.0
 """At real scale; only there so that a wedged review cannot hang the run."""
@@ -116,9 +140,10 @@ DEFAULT_OUT: Final = Path("benchmarks/results")
 SEED_ARTICLE: Final[dict[str, dict[str, float]]] = {
     "student_only": {"avg_latency_ms": 110, "edge_case_accuracy": 0.68},
     "teacher_only": {"avg_latency_ms": 820, "edge_case_accuracy": 0.94},
-    "orchestrated": {"avg_latency_ms": 175, "edge_case_accuracy": 0.91, "compute": 0.20},
+    "static": {"avg_latency_ms": 175, "edge_case_accuracy": 0.91, "compute": 0.20},
 }
-"""The figures the seed article reports (compute: share of teacher-only's)."""
+"""The figures the seed article reports (compute: share of teacher-only's); its orchestrated
+system is today's static policy."""
 
 STUDENT_PROMPTS: Final = {"builtin": STUDENT_SYSTEM_PROMPT, "reference": REFERENCE_PROMPT}
 """The product's built-in prompt, or the simulator's reference prompt (the seed's conditions)."""
@@ -136,9 +161,11 @@ class Configuration:
     """The routing policy of the cameras' pipelines; None when the teacher answers alone."""
     teacher_reviews_escalations: bool
     description: str
+    target: Target | None = None
+    """With a target, the cameras calibrate from the teacher's verdicts and route by it."""
 
 
-def configurations(policy: RoutingPolicy) -> tuple[Configuration, ...]:
+def configurations(policy: RoutingPolicy, target: Target) -> tuple[Configuration, ...]:
     """Every row, from the policy under test (the product's defaults unless told otherwise).
 
     No row switches the temporal signal off: every flag of the contract is also a safety
@@ -153,12 +180,17 @@ def configurations(policy: RoutingPolicy) -> tuple[Configuration, ...]:
     return (
         Configuration("student_only", policy, False, "the student's answer is final"),
         Configuration("teacher_only", None, True, "the teacher reviews every frame"),
-        Configuration("orchestrated", policy, True, "student + routing policy + teacher"),
+        Configuration("static", policy, True, "student + today's routing policy + teacher"),
         *(
-            Configuration(
-                f"orchestrated_no_{signal}", reduced, True, f"orchestrated, {signal} signal off"
-            )
+            Configuration(f"static_no_{signal}", reduced, True, f"static, {signal} signal off")
             for signal, reduced in without.items()
+        ),
+        Configuration(
+            "calibrated",
+            policy,
+            True,
+            "student + policy calibrated from the teacher's verdicts + teacher",
+            target=target,
         ),
     )
 
@@ -224,7 +256,7 @@ def teacher_seed(run_seed: int, frame_index: int) -> int:
     """The sampling seed of the teacher's review of one frame of the stream.
 
     Seeded by the frame, the teacher gives the same verdict on a frame in every row, so the
-    orchestrated rows differ from teacher-only only where the policy kept the student's answer:
+    routed rows differ from teacher-only only where the policy kept the student's answer:
     the comparison measures the routing, not the luck of the teacher's draws.
     """
     return int.from_bytes(hashlib.sha256(f"{run_seed}/{frame_index}".encode()).digest()[:4])
@@ -271,6 +303,9 @@ class FrameOutcome:
     sent_to_teacher: bool
     reason: EscalationReason | None
     """The routing signal that fired (set even when nothing was sent)."""
+    confidence: float | None = None
+    """The confidence the sensor reports for the student's answer (the teacher's own when it
+    answers alone); None when the answer could not be read."""
 
 
 @dataclass(slots=True)
@@ -293,6 +328,7 @@ class RunSettings:
     time_scale: float
     system_prompt: str
     prompt_version: str
+    profiles: SimulatorConfig
 
 
 class TeacherQueue:
@@ -316,15 +352,70 @@ async def run_configuration(
     prepared: dict[str, PreparedFrame],
     library: SceneLibrary,
     settings: RunSettings,
+    warmup: Sequence[Scene] = (),
+) -> tuple[list[FrameOutcome], dict[str, Any]]:
+    """Feed the stream through the cameras' pipelines; the outcomes in stream order.
+
+    A calibrated configuration first runs `warmup` (other frames, on hosts seeded apart) through
+    the same pipelines, so that their calibrations fill; then the measured stream on the hosts
+    every row uses, so that its frames get the same student answers as in the other rows.
+    """
+    pipelines: list[CameraPipeline | None] = [None] * CAMERAS
+    if config.target is not None and warmup:
+        await _run_phase(
+            config, warmup, prepared, library, settings, pipelines, host_seed=500, warm=True
+        )
+    outcomes = await _run_phase(config, stream, prepared, library, settings, pipelines)
+    return outcomes, _calibration_summary(pipelines, len(warmup) if config.target else 0)
+
+
+def _calibration_summary(
+    pipelines: Sequence[CameraPipeline | None], warmup: int
+) -> dict[str, Any]:
+    """Where each camera's calibration ended: its signal, threshold, audit rate and estimate."""
+    now = datetime.now(UTC).timestamp()
+    cameras = []
+    for pipeline in pipelines:
+        if pipeline is None or pipeline.calibration is None:
+            continue
+        calibration = pipeline.calibration
+        routing = calibration.routing("all", now)
+        cameras.append(
+            {
+                "state": routing.state,
+                "signal": routing.kind,
+                "signal_threshold": round(routing.threshold, 4),
+                "min_confidence": None
+                if routing.threshold_probability is None
+                else round(routing.threshold_probability, 3),
+                "audit_rate": routing.audit_rate,
+                "samples": len(calibration.samples),
+                "audits": sum(sample.audit for sample in calibration.samples),
+                "estimated_missed_hazards_per_1000": calibration.estimated_miss_rate("all", now),
+            }
+        )
+    return {"warmup_frames": warmup, "calibration": cameras} if cameras else {}
+
+
+async def _run_phase(
+    config: Configuration,
+    stream: Sequence[Scene],
+    prepared: dict[str, PreparedFrame],
+    library: SceneLibrary,
+    settings: RunSettings,
+    pipelines: list[CameraPipeline | None],
+    *,
+    host_seed: int = 0,
+    warm: bool = False,
 ) -> list[FrameOutcome]:
-    """Feed the stream through the cameras' pipelines; the outcomes in stream order."""
     async with contextlib.AsyncExitStack() as stack:
         semaphore = asyncio.Semaphore(DEFAULT_MAX_CONCURRENT)  # the integration's global one
         cameras: list[Camera] = []
         for index in range(CAMERAS):
             host = await stack.enter_async_context(
                 run_simulator(
-                    seed=settings.seed * 1000 + index,
+                    settings.profiles,
+                    seed=settings.seed * 1000 + index + host_seed,
                     time_scale=settings.time_scale,
                     num_parallel=1,
                     scenes=library,
@@ -335,7 +426,6 @@ async def run_configuration(
                 host=host.url, event_hooks={"response": [clock.on_response]}
             )
             stack.push_async_callback(client._client.aclose)
-            pipeline = None
             if config.policy is not None:
                 student = StudentClient(
                     client,
@@ -345,21 +435,39 @@ async def run_configuration(
                     temperature=STUDENT_TEMPERATURE,
                     keep_alive=STUDENT_KEEP_ALIVE,
                 )
-                pipeline = CameraPipeline(
-                    student,
-                    PipelineSettings(policy=config.policy),
-                    rng=random.Random(f"routing-audit/{settings.seed}/{index}"),
-                )
+                if (pipeline := pipelines[index]) is None:
+                    pipeline = pipelines[index] = _pipeline(config, student, settings, index)
+                else:
+                    pipeline.student = student
             frames = list(enumerate(stream))[index::CAMERAS]
-            cameras.append(Camera(client, clock, pipeline, frames))
+            cameras.append(Camera(client, clock, pipelines[index], frames))
         # Load the models before the clock starts: the table is about a warm system.
         await asyncio.gather(*(_load_models(camera.host, config) for camera in cameras))
         queue = TeacherQueue()
         per_camera = await asyncio.gather(
-            *(_watch(camera, config, prepared, settings, queue) for camera in cameras)
+            *(_watch(camera, config, prepared, settings, queue, warm) for camera in cameras)
         )
     # Deal the outcomes back into stream order (round-robin, like the frames).
     return [per_camera[position % CAMERAS][position // CAMERAS] for position in range(len(stream))]
+
+
+def _pipeline(
+    config: Configuration, student: StudentClient, settings: RunSettings, index: int
+) -> CameraPipeline:
+    assert config.policy is not None
+    calibration = None
+    if config.target is not None:
+        calibration = CameraCalibration(
+            target=config.target,
+            fallback_threshold=config.policy.min_confidence,
+            base_audit_rate=config.policy.audit_rate,
+        )
+    return CameraPipeline(
+        student,
+        PipelineSettings(policy=config.policy),
+        rng=random.Random(f"routing-audit/{settings.seed}/{index}"),
+        calibration=calibration,
+    )
 
 
 def _scaled_timeout(real_s: float, time_scale: float) -> float:
@@ -370,6 +478,8 @@ async def _load_models(host: ollama.AsyncClient, config: Configuration) -> None:
     models = [DEFAULT_STUDENT_MODEL] if config.policy is not None else []
     if config.teacher_reviews_escalations:
         models.append(TEACHER_MODEL)
+    if config.target is not None:
+        models.append(EMBEDDING_MODEL)
     for model in models:
         await host.generate(model=model, prompt="", keep_alive=STUDENT_KEEP_ALIVE)
 
@@ -380,6 +490,7 @@ async def _watch(
     prepared: dict[str, PreparedFrame],
     settings: RunSettings,
     queue: TeacherQueue,
+    warm: bool = False,
 ) -> list[FrameOutcome]:
     """One camera's frames, one at a time, as its coordinator would analyse them."""
     scale = settings.time_scale
@@ -395,13 +506,16 @@ async def _watch(
     outcomes: list[FrameOutcome] = []
     for position, scene in camera.frames:
         frame = prepared[scene.id]
-        seed = teacher_seed(settings.seed, position)
+        seed = teacher_seed(settings.seed + (10_000 if warm else 0), position)
         started, model_started = time.perf_counter(), camera.clock.seconds
         student: Answer | None = None
         reason: EscalationReason | None = None
+        confidence: float | None = None
         if camera.pipeline is None:
             final = await ask_teacher(frame, seed)
             sent = True
+            if isinstance(final, Observation):
+                confidence = final.confidence
         else:
             analysis = await camera.pipeline.analyse(
                 frame,
@@ -412,6 +526,7 @@ async def _watch(
             )
             student = final = analysis.result
             reason = analysis.decision.reason
+            confidence = analysis.confidence.reported
             sent = config.teacher_reviews_escalations and analysis.decision.escalate
             if sent:
                 verdict = await ask_teacher(frame, seed)
@@ -419,6 +534,7 @@ async def _watch(
                 if isinstance(verdict, Observation):
                     final = verdict
                     _tell_window(camera.pipeline, student, verdict)
+                    await _teach(camera, analysis, verdict)
         wall = time.perf_counter() - started
         model = camera.clock.seconds - model_started
         outcomes.append(
@@ -431,9 +547,40 @@ async def _watch(
                 machine_ms=(wall - model) * 1000,
                 sent_to_teacher=sent,
                 reason=reason,
+                confidence=confidence,
             )
         )
     return outcomes
+
+
+async def _teach(camera: Camera, analysis: Analysis, verdict: Observation) -> None:
+    """The add-on's verdict on an escalated frame, as the integration hears it: agreement by the
+    add-on's own judge (flags, and summaries compared with the embedding model)."""
+    if camera.pipeline is None or camera.pipeline.calibration is None or analysis.label is None:
+        return
+    student = analysis.observation
+    teacher = _addon_observation(verdict)
+    similarity = None
+    if student is not None:
+        response = await camera.host.embed(
+            model=EMBEDDING_MODEL, input=[student.summary, verdict.summary]
+        )
+        similarity = cosine(response.embeddings[0], response.embeddings[1])
+    agrees, _ = judge(
+        _addon_observation(student) if student else None, teacher, similarity, AGREEMENT_THRESHOLD
+    )
+    camera.pipeline.record_verdict(
+        analysis.label, agreed=agrees, teacher_flags=verdict.safety_flags, at=datetime.now(UTC)
+    )
+
+
+def _addon_observation(answer: Observation) -> AddonObservation:
+    return AddonObservation(
+        summary=answer.summary,
+        observations=list(answer.observations),
+        safety_flags=list(answer.safety_flags),
+        confidence=answer.confidence,
+    )
 
 
 def _tell_window(pipeline: CameraPipeline, student: Answer, verdict: Observation) -> None:
@@ -521,11 +668,47 @@ def summarise(config: Configuration, outcomes: Sequence[FrameOutcome]) -> dict[s
         "edge_frames": len(edge),
         "hazard_frames": len(hazardous),
         "unreadable_final_answers": sum(isinstance(o.final, StudentError) for o in outcomes),
+        "ece": round(expected_calibration_error(_confidence_pairs(outcomes)), 4),
+        "missed_hazards_per_1000": round(
+            1000
+            * _share(
+                sum(not answer_flags(o.final) & set(o.scene.safety_flags) for o in hazardous),
+                len(outcomes),
+            ),
+            1,
+        ),
         "description": config.description,
     }
     if config.policy is not None:
         row["escalations"] = _escalation_breakdown(outcomes)
     return row
+
+
+def _confidence_pairs(outcomes: Sequence[FrameOutcome]) -> list[tuple[float, bool]]:
+    """(reported confidence, was the answer it is about right) for every frame that has one:
+    the student's answer in the rows with a student, the teacher's when it answers alone."""
+    pairs = []
+    for o in outcomes:
+        answer = o.student if o.student is not None else o.final
+        if o.confidence is not None:
+            pairs.append((o.confidence, is_correct(answer, o.scene)))
+    return pairs
+
+
+def expected_calibration_error(
+    pairs: Sequence[tuple[float, bool]], bins: int = ECE_BINS
+) -> float:
+    """ECE over equal-width bins: the frame-weighted mean |accuracy - mean confidence|."""
+    if not pairs:
+        return 0.0
+    totals: dict[int, list[float]] = {}
+    for confidence, right in pairs:
+        index = min(bins - 1, max(0, int(confidence * bins)))
+        cell = totals.setdefault(index, [0.0, 0.0, 0.0])
+        cell[0] += 1
+        cell[1] += confidence
+        cell[2] += right
+    return sum(abs(c[2] - c[1]) for c in totals.values()) / len(pairs)
 
 
 def _escalation_breakdown(outcomes: Sequence[FrameOutcome]) -> dict[str, Any]:
@@ -569,10 +752,10 @@ SIGNAL_ORDER: Final = tuple(
 
 
 def check_targets(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-    """The orchestrated row against teacher-only: edge accuracy within 2 points, safety recall
-    at most 1 point lower, teacher share at most 20 %. None when either row was not run."""
+    """The static row against teacher-only: edge accuracy within 2 points, safety recall at
+    most 1 point lower, teacher share at most 20 %. None when either row was not run."""
     by_name = {row["config"]: row for row in rows}
-    ours, teacher = by_name.get("orchestrated"), by_name.get("teacher_only")
+    ours, teacher = by_name.get("static"), by_name.get("teacher_only")
     if ours is None or teacher is None:
         return None
     checks = {
@@ -580,6 +763,23 @@ def check_targets(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
         >= teacher["edge_case_accuracy"] - 0.02,
         "safety_recall_within_1_point": ours["safety_recall"] >= teacher["safety_recall"] - 0.01,
         "teacher_share_at_most_20_percent": ours["teacher_share"] <= 0.20,
+    }
+    return {"met": all(checks.values()), **checks}
+
+
+def check_calibrated_targets(
+    rows: Sequence[dict[str, Any]], target_share: float
+) -> dict[str, Any] | None:
+    """The calibrated row: ECE at most 0.05, teacher share within 3 points of the target, safety
+    recall at least the static row's. None when either row was not run."""
+    by_name = {row["config"]: row for row in rows}
+    ours, static = by_name.get("calibrated"), by_name.get("static")
+    if ours is None or static is None:
+        return None
+    checks = {
+        "ece_at_most_0_05": ours["ece"] <= 0.05,
+        "teacher_share_within_3_points": abs(ours["teacher_share"] - target_share) <= 0.03,
+        "safety_recall_at_least_static": ours["safety_recall"] >= static["safety_recall"],
     }
     return {"met": all(checks.values()), **checks}
 
@@ -602,18 +802,21 @@ def render_markdown(result: dict[str, Any], command: str) -> str:
         f"{meta['policy']['audit_rate']}.",
         "",
         "| config | avg latency | p95 latency | teacher share | edge-case accuracy "
-        "| safety recall | safety false positives | routine accuracy | avg model time |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| safety recall | safety false positives | routine accuracy | avg model time "
+        "| ECE | missed hazards / 1000 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     lines.extend(
         f"| {row['config']} | {row['avg_latency_ms']:.0f} ms | {row['p95_latency_ms']:.0f} ms "
         f"| {_percent(row['teacher_share'])} | {_percent(row['edge_case_accuracy'])} "
         f"| {_percent(row['safety_recall'])} | {_percent(row['safety_false_positive_rate'])} "
-        f"| {_percent(row['routine_accuracy'])} | {row['avg_model_ms']:.0f} ms |"
+        f"| {_percent(row['routine_accuracy'])} | {row['avg_model_ms']:.0f} ms "
+        f"| {row['ece']:.3f} | {row['missed_hazards_per_1000']:.1f} |"
         for row in rows
     )
     lines += ["", "Reproduce with:", "", "```bash", command, "```", ""]
     lines += _targets_section(result.get("targets"))
+    lines += _calibrated_section(result, rows)
     lines += _seed_comparison(rows)
     lines += _escalations_section(rows)
     lines += _notes(meta, rows)
@@ -625,7 +828,7 @@ def _targets_section(targets: dict[str, Any] | None) -> list[str]:
         return []
     mark = {True: "met", False: "**not met**"}
     return [
-        "## Targets for the orchestrated row",
+        "## Targets for the static row",
         "",
         f"- edge-case accuracy within 2 points of teacher-only: "
         f"{mark[targets['edge_case_accuracy_within_2_points']]}",
@@ -634,6 +837,45 @@ def _targets_section(targets: dict[str, Any] | None) -> list[str]:
         f"- teacher share at most 20 %: {mark[targets['teacher_share_at_most_20_percent']]}",
         "",
     ]
+
+
+def _calibrated_section(result: dict[str, Any], rows: Sequence[dict[str, Any]]) -> list[str]:
+    targets = result.get("calibrated_targets")
+    row = next((r for r in rows if r["config"] == "calibrated"), None)
+    if targets is None or row is None:
+        return []
+    mark = {True: "met", False: "**not met**"}
+    profile = result["student_profile"]
+    lines = [
+        "## Targets for the calibrated row",
+        "",
+        f"Student profile (`{result['profiles']}`): accuracy {profile['accuracy']}, states "
+        f"{profile['verbal_confidence'][0]}-{profile['verbal_confidence'][1]}, "
+        f"{'calibrated' if profile['calibrated'] else 'uncalibrated'}, logprob AUC "
+        f"{profile['logprob_auc']}. Target teacher share {_percent(result['target_share'])}; "
+        f"measured on the {row['frames']} frames after a warm-up of {row['warmup_frames']} "
+        "frames on the same cameras.",
+        "",
+        f"- ECE at most 0.05: {row['ece']:.3f}, {mark[targets['ece_at_most_0_05']]}",
+        f"- teacher share within 3 points of the target: {_percent(row['teacher_share'])}, "
+        f"{mark[targets['teacher_share_within_3_points']]}",
+        f"- safety recall at least static's: {_percent(row['safety_recall'])}, "
+        f"{mark[targets['safety_recall_at_least_static']]}",
+        "",
+        "Each camera's calibration at the end of the run:",
+        "",
+        "| camera | state | signal | threshold (signal) | min confidence (calibrated) | audit "
+        "1 in | samples | audits | estimated missed hazards / 1000 |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for index, camera in enumerate(row.get("calibration", ())):
+        estimate = camera["estimated_missed_hazards_per_1000"]
+        lines.append(
+            f"| {index} | {camera['state']} | {camera['signal']} | {camera['signal_threshold']} "
+            f"| {camera['min_confidence']} | {camera['audit_rate']} | {camera['samples']} "
+            f"| {camera['audits']} | {'n/a' if estimate is None else f'{estimate:.1f}'} |"
+        )
+    return [*lines, ""]
 
 
 def _seed_comparison(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -810,6 +1052,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--frames", type=_at_least(CAMERAS), default=DEFAULT_FRAMES)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory for the results")
+    parser.add_argument(
+        "--name", default="routing", help="file name of the results (NAME.json, NAME.md)"
+    )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument(
         "--time-scale",
@@ -825,6 +1070,24 @@ def _parser() -> argparse.ArgumentParser:
         choices=sorted(STUDENT_PROMPTS),
         default="builtin",
         help="the integration's built-in prompt, or the simulator's reference prompt",
+    )
+    parser.add_argument(
+        "--profiles",
+        type=Path,
+        default=None,
+        help="simulator model profiles JSON (default: simulator/profiles.json)",
+    )
+    parser.add_argument(
+        "--target-share",
+        type=float,
+        default=DEFAULT_TARGET_SHARE,
+        help="the calibrated row's teacher budget: share of analysed frames",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=DEFAULT_WARMUP,
+        help="frames the calibrated row sees before the measured stream",
     )
     parser.add_argument(
         "--configs",
@@ -853,7 +1116,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         policy = RoutingPolicy(min_confidence=args.min_confidence, audit_rate=args.audit_rate)
     except ValueError as err:
         raise SystemExit(str(err)) from err
-    chosen = configurations(policy)
+    if not 0 <= args.target_share <= 1:
+        raise SystemExit("--target-share must be in [0, 1]")
+    if args.warmup % CAMERAS:
+        raise SystemExit(f"--warmup must be a multiple of {CAMERAS} (frames are dealt round-robin)")
+    try:
+        profiles = load_config(args.profiles)
+    except ValueError as err:
+        raise SystemExit(str(err)) from err
+    _profile_summary(profiles)  # refuses profiles without the student
+    chosen = configurations(policy, Target(TargetKind.SHARE, args.target_share))
     if args.configs:
         unknown = set(args.configs) - {config.name for config in chosen}
         if unknown:
@@ -862,7 +1134,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     library = SceneLibrary.default()
     stream = frame_stream(library, args.frames, args.seed)
-    prepared = await prepare_scenes(library, stream, DEFAULT_FRAME_WIDTH)
+    warmup = frame_stream(library, args.warmup, args.seed + 1) if args.warmup else []
+    prepared = await prepare_scenes(library, [*stream, *warmup], DEFAULT_FRAME_WIDTH)
     settings = RunSettings(
         seed=args.seed,
         time_scale=args.time_scale,
@@ -870,14 +1143,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         prompt_version=BUILTIN_PROMPT_VERSION
         if args.student_prompt == "builtin"
         else "simulator-reference",
+        profiles=profiles,
     )
     await warm_up(library, next(iter(prepared.values())))
 
     rows = []
     for config in chosen:
         started = time.perf_counter()
-        outcomes = await run_configuration(config, stream, prepared, library, settings)
-        rows.append(summarise(config, outcomes))
+        outcomes, extra = await run_configuration(
+            config, stream, prepared, library, settings, warmup
+        )
+        rows.append({**summarise(config, outcomes), "warmup_frames": 0, **extra})
         print(
             f"{config.name}: {time.perf_counter() - started:.1f} s",
             file=sys.stderr,
@@ -886,6 +1162,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "rows": rows,
         "targets": check_targets(rows),
+        "calibrated_targets": check_calibrated_targets(rows, args.target_share),
         "frames": args.frames,
         "edge_frames": sum(scene.kind == "edge" for scene in stream),
         "hazard_frames": sum(bool(scene.safety_flags) for scene in stream),
@@ -897,6 +1174,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "student_model": DEFAULT_STUDENT_MODEL,
         "teacher_model": TEACHER_MODEL,
         "student_prompt": args.student_prompt,
+        "profiles": str(args.profiles) if args.profiles else "simulator/profiles.json",
+        "student_profile": _profile_summary(profiles),
+        "target_share": args.target_share,
+        "warmup_frames": args.warmup,
         "student_prompt_quality": round(prompt_quality(settings.system_prompt).q, 2),
         "policy": {
             "min_confidence": policy.min_confidence,
@@ -906,6 +1187,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}, {platform.system()}",
+    }
+
+
+def _profile_summary(profiles: SimulatorConfig) -> dict[str, Any]:
+    student = profiles.model(DEFAULT_STUDENT_MODEL)
+    if student is None:
+        raise SystemExit(f"the profiles serve no {DEFAULT_STUDENT_MODEL}")
+    return {
+        "accuracy": student.accuracy,
+        "verbal_confidence": list(student.verbal_confidence),
+        "calibrated": student.calibrated,
+        "logprob_auc": student.logprob_auc,
     }
 
 
@@ -919,11 +1212,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.argv[1:] if argv is None else list(argv)
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "routing.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "routing.md").write_text(render_markdown(result, command.strip()))
+    (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / f"{args.name}.md").write_text(render_markdown(result, command.strip()))
     print(render_table(result["rows"]))
     print(
-        f"\nwrote {args.out / 'routing.json'} and {args.out / 'routing.md'} "
+        f"\nwrote {args.out / (args.name + '.json')} and {args.out / (args.name + '.md')} "
         f"in {result['wall_time_s']} s"
     )
     return 0
