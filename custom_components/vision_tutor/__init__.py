@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import time, timedelta
 import shutil
 from typing import Any
 
@@ -26,37 +26,51 @@ from .const import (
     CONF_CHANGE_SENSITIVITY,
     CONF_CLEAN_TO_CLEAR,
     CONF_EXTRA_STUDENT_URLS,
+    CONF_DAY_END,
+    CONF_DAY_START,
     CONF_FRAME_WIDTH,
     CONF_HISTORY_DAYS,
     CONF_HISTORY_MAX_MB,
     CONF_MAX_CONCURRENT,
+    CONF_MAX_MISS_RATE,
     CONF_MIN_CONFIDENCE,
     CONF_OUTBOX_MAX_AGE,
     CONF_QUEUE_LIMIT,
     CONF_RELOOK_MINUTES,
+    CONF_REVIEWS_PER_HOUR,
     CONF_SAFETY_KEYWORDS,
     CONF_SCAN_INTERVAL,
     CONF_STUDENT_MODEL,
     CONF_STUDENT_TIMEOUT,
     CONF_STUDENT_URL,
+    CONF_TARGET,
+    CONF_TEACHER_BUDGET,
     CONF_TEACHER_MODE,
     CONF_TEACHER_TOKEN,
     CONF_TEACHER_URL,
+    CONF_TIME_BUCKETS,
     CONF_WINDOW_SIZE,
     CONF_WINDOW_TRIGGER,
     DEFAULT_AUDIT_RATE,
     DEFAULT_CHANGE_SENSITIVITY,
     DEFAULT_CLEAN_TO_CLEAR,
+    DEFAULT_DAY_END,
+    DEFAULT_DAY_START,
     DEFAULT_FRAME_WIDTH,
     DEFAULT_HISTORY_DAYS,
     DEFAULT_HISTORY_MAX_MB,
     DEFAULT_MAX_CONCURRENT,
+    DEFAULT_MAX_MISS_RATE,
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_OUTBOX_MAX_AGE,
     DEFAULT_QUEUE_LIMIT,
     DEFAULT_RELOOK_MINUTES,
+    DEFAULT_REVIEWS_PER_HOUR,
     DEFAULT_SAFETY_KEYWORDS,
     DEFAULT_STUDENT_TIMEOUT,
+    DEFAULT_TARGET,
+    DEFAULT_TEACHER_BUDGET,
+    DEFAULT_TIME_BUCKETS,
     DEFAULT_WINDOW_SIZE,
     DEFAULT_WINDOW_TRIGGER,
     DOMAIN,
@@ -77,6 +91,7 @@ from .ollama_client import create_client
 from .outbox import EscalationOutbox, OutboxEntry, Outcome
 from .overrides import camera_options
 from .pipeline import PipelineSettings, Student, StudentClient, StudentUnavailable
+from .reliability import CameraReliability, ReliabilitySettings, target_from
 from .routing import RoutingPolicy
 from .services import async_setup_services
 from .student_pool import PooledStudent, StudentPool, camera_load
@@ -142,6 +157,27 @@ def pipeline_settings(options: Mapping[str, Any]) -> PipelineSettings:
         ),
         change_sensitivity=float(options.get(CONF_CHANGE_SENSITIVITY, DEFAULT_CHANGE_SENSITIVITY)),
         relook=timedelta(minutes=float(options.get(CONF_RELOOK_MINUTES, DEFAULT_RELOOK_MINUTES))),
+    )
+
+
+def reliability_settings(entry: VisionTutorConfigEntry) -> ReliabilitySettings:
+    """The calibrated policy's target and time-of-day buckets from the entry's options."""
+    options = entry.options
+    miss_rate = float(options.get(CONF_MAX_MISS_RATE, DEFAULT_MAX_MISS_RATE))
+    buckets = options.get(CONF_TIME_BUCKETS, DEFAULT_TIME_BUCKETS)
+    return ReliabilitySettings(
+        target=target_from(
+            str(options.get(CONF_TARGET, DEFAULT_TARGET)),
+            float(options.get(CONF_TEACHER_BUDGET, DEFAULT_TEACHER_BUDGET)),
+            float(options.get(CONF_REVIEWS_PER_HOUR, DEFAULT_REVIEWS_PER_HOUR)),
+            miss_rate,
+        ),
+        max_miss_rate=miss_rate,
+        buckets=buckets if buckets in ("sun", "hours", "off") else DEFAULT_TIME_BUCKETS,
+        day=(
+            time(int(options.get(CONF_DAY_START, DEFAULT_DAY_START))),
+            time(int(options.get(CONF_DAY_END, DEFAULT_DAY_END))),
+        ),
     )
 
 
@@ -256,6 +292,19 @@ async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) 
                 subentry.subentry_id,
                 on_host_failed=lambda url, err: _host_failed(hosts[url], err),
             )
+        reliability = None
+        if teacher is not None:
+            # Calibration needs verdicts: without a teacher the current rule stays.
+            reliability = CameraReliability(
+                hass,
+                entry.entry_id,
+                subentry.subentry_id,
+                subentry.data[CONF_CAMERA_ENTITY],
+                reliability_settings(entry),
+                fallback_threshold=settings.policy.min_confidence,
+                audit_rate=settings.policy.audit_rate,
+            )
+            await reliability.async_load()
         data.cameras[subentry.subentry_id] = CameraCoordinator(
             hass,
             entry,
@@ -275,6 +324,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) 
             ),
             # Spread over the interval: camera i of n runs i/n of the way into it.
             phase=interval * index / len(subentries),
+            reliability=reliability,
         )
     entry.runtime_data = data
 
@@ -375,6 +425,9 @@ async def async_unload_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry)
     if entry.runtime_data.outbox is not None:
         # What has not reached the teacher yet is sent after the next start.
         await entry.runtime_data.outbox.async_save()
+    for camera in entry.runtime_data.cameras.values():
+        if camera.reliability is not None:
+            await camera.reliability.async_save()
     return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
 
 

@@ -50,26 +50,33 @@ from .const import (
     CONF_CAMERA_ENTITY,
     CONF_CHANGE_SENSITIVITY,
     CONF_CLEAN_TO_CLEAR,
+    CONF_DAY_END,
+    CONF_DAY_START,
     CONF_DISMISSAL_CLEARS,
     CONF_EXTRA_STUDENT_URLS,
     CONF_FRAME_WIDTH,
     CONF_HISTORY_DAYS,
     CONF_HISTORY_MAX_MB,
     CONF_MAX_CONCURRENT,
+    CONF_MAX_MISS_RATE,
     CONF_MIN_CONFIDENCE,
     CONF_MOTION_ENTITY,
     CONF_OUTBOX_MAX_AGE,
     CONF_QUEUE_LIMIT,
     CONF_RELOOK_MINUTES,
+    CONF_REVIEWS_PER_HOUR,
     CONF_SAFETY_KEYWORDS,
     CONF_SCAN_INTERVAL,
     CONF_SCENE_DESCRIPTION,
     CONF_STUDENT_MODEL,
     CONF_STUDENT_TIMEOUT,
     CONF_STUDENT_URL,
+    CONF_TARGET,
+    CONF_TEACHER_BUDGET,
     CONF_TEACHER_MODE,
     CONF_TEACHER_TOKEN,
     CONF_TEACHER_URL,
+    CONF_TIME_BUCKETS,
     CONF_WINDOW_SIZE,
     CONF_WINDOW_TRIGGER,
     DEFAULT_SAFETY_KEYWORDS,
@@ -78,9 +85,11 @@ from .const import (
     DEFAULT_STUDENT_URL,
     DOMAIN,
     SUBENTRY_CAMERA,
+    TARGETS,
     TEACHER_MODE_ADDON,
     TEACHER_MODE_MANUAL,
     TEACHER_MODE_NONE,
+    TIME_BUCKETS,
 )
 from .flow_helpers import (
     MAX_SCAN_INTERVAL,
@@ -258,6 +267,36 @@ OPTIONS_SCHEMA = probatio.Schema(
                 }
             ),
             {"collapsed": False},
+        ),
+        probatio.Required("calibration"): section(
+            probatio.Schema(
+                {
+                    probatio.Required(CONF_TARGET): SelectSelector(
+                        SelectSelectorConfig(
+                            options=list(TARGETS),
+                            mode=SelectSelectorMode.LIST,
+                            translation_key=CONF_TARGET,
+                        )
+                    ),
+                    probatio.Required(CONF_TEACHER_BUDGET): _option_number(
+                        CONF_TEACHER_BUDGET, 1, "%"
+                    ),
+                    probatio.Required(CONF_REVIEWS_PER_HOUR): _option_number(
+                        CONF_REVIEWS_PER_HOUR, 1, "reviews/h"
+                    ),
+                    probatio.Required(CONF_MAX_MISS_RATE): _option_number(CONF_MAX_MISS_RATE, 0.1),
+                    probatio.Required(CONF_TIME_BUCKETS): SelectSelector(
+                        SelectSelectorConfig(
+                            options=list(TIME_BUCKETS),
+                            mode=SelectSelectorMode.DROPDOWN,
+                            translation_key=CONF_TIME_BUCKETS,
+                        )
+                    ),
+                    probatio.Required(CONF_DAY_START): _option_number(CONF_DAY_START, 1, "h"),
+                    probatio.Required(CONF_DAY_END): _option_number(CONF_DAY_END, 1, "h"),
+                }
+            ),
+            {"collapsed": True},
         ),
         probatio.Required("safety_sensor"): section(
             probatio.Schema(

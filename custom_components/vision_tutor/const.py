@@ -48,6 +48,18 @@ CONF_OUTBOX_MAX_AGE: Final = "outbox_max_age"
 """Minutes an escalation may wait in the outbox for the teacher service before it expires."""
 CONF_RELOOK_MINUTES: Final = "relook_minutes"
 """Minutes after which a frame is analysed even when the change gate sees no change."""
+CONF_TARGET: Final = "target"
+"""What the calibrated policy holds: "share" (a teacher budget), "reviews_per_hour" or
+"miss_rate" (a maximum estimated missed-hazard rate)."""
+CONF_TEACHER_BUDGET: Final = "teacher_budget"
+"""Percent of analysed frames the teacher may review."""
+CONF_REVIEWS_PER_HOUR: Final = "reviews_per_hour"
+CONF_MAX_MISS_RATE: Final = "max_miss_rate"
+"""Estimated missed hazards per 1000 analysed frames: the target, or the repair's limit."""
+CONF_TIME_BUCKETS: Final = "time_buckets"
+"""Calibrate day and night apart: "sun", "hours" or "off"."""
+CONF_DAY_START: Final = "day_start"
+CONF_DAY_END: Final = "day_end"
 
 CONF_HISTORY_DAYS: Final = "history_days"
 """Days the event history keeps a camera's hazards and teacher reviews (0: no history)."""
@@ -82,6 +94,15 @@ DEFAULT_HISTORY_MAX_MB: Final = 500
 """About 5,000 frames at the default width (a JPEG of 768 px is 60 to 120 kB)."""
 HISTORY_FOLDER: Final = DOMAIN
 """The event history lives in `<config>/vision_tutor/<entry id>/<camera subentry id>/`."""
+TARGETS: Final = ("share", "reviews_per_hour", "miss_rate")
+DEFAULT_TARGET: Final = "share"
+DEFAULT_TEACHER_BUDGET: Final = 15.0
+DEFAULT_REVIEWS_PER_HOUR: Final = 30.0
+DEFAULT_MAX_MISS_RATE: Final = 2.0
+TIME_BUCKETS: Final = ("sun", "hours", "off")
+DEFAULT_TIME_BUCKETS: Final = "sun"
+DEFAULT_DAY_START: Final = 7
+DEFAULT_DAY_END: Final = 19
 MIN_RELOOK_MINUTES: Final = 1
 MAX_RELOOK_MINUTES: Final = 1440
 

@@ -73,6 +73,7 @@ from .pipeline import (
     StudentTimeout,
     StudentUnavailable,
 )
+from .reliability import CameraReliability
 from .prompts import (
     BUILTIN_PROMPT_VERSION,
     STUDENT_SYSTEM_PROMPT,
@@ -372,6 +373,7 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
         outbox: EscalationOutbox | None = None,
         history: CameraHistory | None = None,
         phase: float = 0.0,
+        reliability: CameraReliability | None = None,
     ) -> None:
         interval = int(subentry.data.get(CONF_SCAN_INTERVAL) or 0)
         super().__init__(
@@ -393,8 +395,13 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
         self.camera_entity: str = subentry.data[CONF_CAMERA_ENTITY]
         self.motion_entity: str | None = subentry.data.get(CONF_MOTION_ENTITY) or None
         self.scene_description: str | None = subentry.data.get(CONF_SCENE_DESCRIPTION) or None
+        self.reliability = reliability
+        """The camera's calibration from teacher verdicts; None without a teacher."""
         self.pipeline = CameraPipeline(
-            student, settings, rng=random.Random(f"{entry.entry_id}/{subentry.subentry_id}")
+            student,
+            settings,
+            rng=random.Random(f"{entry.entry_id}/{subentry.subentry_id}"),
+            calibration=reliability.calibration if reliability else None,
         )
         self.frame_width = frame_width
         self.prompt = prompt
@@ -520,6 +527,7 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
                     prompt_version=self.prompt.version,
                     now=now,
                     thumbnail=thumbnail,
+                    bucket=self.reliability.bucket(now) if self.reliability else "all",
                 )
             except QueuedTooLong as err:
                 if force:  # an action or motion asked for this frame: say why there is none
@@ -646,6 +654,8 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
                 "Ignoring a malformed teacher verdict for %s: %s", self.camera_entity, err
             )
             return
+        if self.reliability is not None:
+            self.reliability.apply_verdict(verdict, teacher.safety_flags)
         key = verdict.get("idempotency_key")
         if state.analysis is None:
             # Nothing analysed since the start (a verdict on a frame from before a restart, on
@@ -742,6 +752,8 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
         """
         status = str(review.get("status"))
         error = review.get("error")
+        if self.reliability is not None:
+            self.reliability.forget(review.get("idempotency_key"))
         why = {"shed": "shed: the teacher's queue was full", "superseded": "superseded"}.get(
             status, status
         )
@@ -833,6 +845,8 @@ class CameraCoordinator(DataUpdateCoordinator[CameraState]):
         """Hand the frame to the teacher without waiting; with no teacher, record it."""
         self.escalations.record(now)
         escalation_id = uuid.uuid4().hex
+        if self.reliability is not None and analysis.label is not None and self.outbox:
+            self.reliability.remember(escalation_id, analysis.label)
         decision = analysis.decision
         observation = analysis.observation
         event: dict[str, Any] = {

@@ -52,6 +52,9 @@ async def async_get_config_entry_diagnostics(
                 else None
             ),
             "safety_window": sorted(camera.pipeline.window.recent_flags),
+            "calibration": (
+                camera.reliability.diagnostics(dt_util.utcnow()) if camera.reliability else None
+            ),
         }
     return {
         "entry": {

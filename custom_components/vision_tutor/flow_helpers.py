@@ -29,41 +29,55 @@ from .const import (
     CONF_CAMERA_ENTITY,
     CONF_CHANGE_SENSITIVITY,
     CONF_CLEAN_TO_CLEAR,
+    CONF_DAY_END,
+    CONF_DAY_START,
     CONF_DISMISSAL_CLEARS,
     CONF_EXTRA_STUDENT_URLS,
     CONF_FRAME_WIDTH,
     CONF_HISTORY_DAYS,
     CONF_HISTORY_MAX_MB,
     CONF_MAX_CONCURRENT,
+    CONF_MAX_MISS_RATE,
     CONF_MIN_CONFIDENCE,
     CONF_MOTION_ENTITY,
     CONF_OUTBOX_MAX_AGE,
     CONF_QUEUE_LIMIT,
     CONF_RELOOK_MINUTES,
+    CONF_REVIEWS_PER_HOUR,
     CONF_SAFETY_KEYWORDS,
     CONF_SCAN_INTERVAL,
     CONF_SCENE_DESCRIPTION,
     CONF_STUDENT_TIMEOUT,
+    CONF_TARGET,
+    CONF_TEACHER_BUDGET,
     CONF_TEACHER_MODE,
     CONF_TEACHER_TOKEN,
     CONF_TEACHER_URL,
+    CONF_TIME_BUCKETS,
     CONF_WINDOW_SIZE,
     CONF_WINDOW_TRIGGER,
     CONNECT_TIMEOUT,
     DEFAULT_AUDIT_RATE,
     DEFAULT_CHANGE_SENSITIVITY,
     DEFAULT_CLEAN_TO_CLEAR,
+    DEFAULT_DAY_END,
+    DEFAULT_DAY_START,
     DEFAULT_DISMISSAL_CLEARS,
     DEFAULT_FRAME_WIDTH,
     DEFAULT_HISTORY_DAYS,
     DEFAULT_HISTORY_MAX_MB,
     DEFAULT_MAX_CONCURRENT,
+    DEFAULT_MAX_MISS_RATE,
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_OUTBOX_MAX_AGE,
     DEFAULT_QUEUE_LIMIT,
     DEFAULT_RELOOK_MINUTES,
+    DEFAULT_REVIEWS_PER_HOUR,
     DEFAULT_SAFETY_KEYWORDS,
     DEFAULT_STUDENT_TIMEOUT,
+    DEFAULT_TARGET,
+    DEFAULT_TEACHER_BUDGET,
+    DEFAULT_TIME_BUCKETS,
     DEFAULT_WINDOW_SIZE,
     DEFAULT_WINDOW_TRIGGER,
     MAX_RELOOK_MINUTES,
@@ -547,6 +561,13 @@ OPTION_DEFAULTS: Final[Mapping[str, Any]] = {
     CONF_RELOOK_MINUTES: DEFAULT_RELOOK_MINUTES,
     CONF_HISTORY_DAYS: DEFAULT_HISTORY_DAYS,
     CONF_HISTORY_MAX_MB: DEFAULT_HISTORY_MAX_MB,
+    CONF_TARGET: DEFAULT_TARGET,
+    CONF_TEACHER_BUDGET: DEFAULT_TEACHER_BUDGET,
+    CONF_REVIEWS_PER_HOUR: DEFAULT_REVIEWS_PER_HOUR,
+    CONF_MAX_MISS_RATE: DEFAULT_MAX_MISS_RATE,
+    CONF_TIME_BUCKETS: DEFAULT_TIME_BUCKETS,
+    CONF_DAY_START: DEFAULT_DAY_START,
+    CONF_DAY_END: DEFAULT_DAY_END,
 }
 """Every option and its default; a new entry starts with these."""
 
@@ -557,6 +578,15 @@ OPTION_SECTIONS: Final[Mapping[str, tuple[str, ...]]] = {
         CONF_AUDIT_RATE,
         CONF_QUEUE_LIMIT,
         CONF_OUTBOX_MAX_AGE,
+    ),
+    "calibration": (
+        CONF_TARGET,
+        CONF_TEACHER_BUDGET,
+        CONF_REVIEWS_PER_HOUR,
+        CONF_MAX_MISS_RATE,
+        CONF_TIME_BUCKETS,
+        CONF_DAY_START,
+        CONF_DAY_END,
     ),
     "safety_sensor": (
         CONF_WINDOW_SIZE,
@@ -590,6 +620,11 @@ OPTION_RANGES: Final[Mapping[str, tuple[float, float]]] = {
     CONF_RELOOK_MINUTES: (MIN_RELOOK_MINUTES, MAX_RELOOK_MINUTES),
     CONF_HISTORY_DAYS: (0, 3650),
     CONF_HISTORY_MAX_MB: (10, 100_000),
+    CONF_TEACHER_BUDGET: (1, 100),
+    CONF_REVIEWS_PER_HOUR: (1, 10_000),
+    CONF_MAX_MISS_RATE: (0, 1000),
+    CONF_DAY_START: (0, 23),
+    CONF_DAY_END: (0, 23),
 }
 """The allowed range of each numeric option. The forms show them on their fields, and the
 checks here refuse what is outside with `<option>_out_of_range`, a translated error that gives
@@ -608,6 +643,8 @@ _INT_OPTIONS: Final = frozenset(
         CONF_RELOOK_MINUTES,
         CONF_HISTORY_DAYS,
         CONF_HISTORY_MAX_MB,
+        CONF_DAY_START,
+        CONF_DAY_END,
     }
 )
 
@@ -670,6 +707,12 @@ def options_from_form(form: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         err.field = section_of[CONF_SAFETY_KEYWORDS]
         raise
     options[CONF_DISMISSAL_CLEARS] = bool(flat[CONF_DISMISSAL_CLEARS])
+    if options[CONF_TIME_BUCKETS] == "hours" and options[CONF_DAY_START] == options[CONF_DAY_END]:
+        raise FlowError(
+            "day_hours_equal",
+            section_of[CONF_TIME_BUCKETS],
+            placeholders={"hour": str(options[CONF_DAY_START])},
+        )
     if options[CONF_WINDOW_TRIGGER] > options[CONF_WINDOW_SIZE]:
         raise FlowError(
             "window_trigger_too_large",

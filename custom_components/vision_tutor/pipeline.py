@@ -421,18 +421,26 @@ class CameraPipeline:
         """Teach the calibration the teacher's verdict on an escalated frame."""
         if self.calibration is None:
             return None
-        truth = {normalise_flag(flag) for flag in teacher_flags}
-        said = {normalise_flag(flag) for flag in label.student_flags}
-        sample = Sample(
-            stated=label.stated,
-            evidence=label.token,
-            agreed=agreed,
-            missed_hazard=bool(truth) and not truth & said,
-            forced=label.forced,
-            weight=label.weight,
-            at=at.timestamp(),
-            audit=label.audit,
-            bucket=label.bucket,
-        )
+        sample = sample_from_verdict(label, agreed=agreed, teacher_flags=teacher_flags, at=at)
         self.calibration.add(sample)
         return sample
+
+
+def sample_from_verdict(
+    label: Label, *, agreed: bool, teacher_flags: Sequence[str], at: datetime
+) -> Sample:
+    """The calibration sample of a verdict: a missed hazard is one the teacher flags and the
+    student's answer did not."""
+    truth = {normalise_flag(flag) for flag in teacher_flags}
+    said = {normalise_flag(flag) for flag in label.student_flags}
+    return Sample(
+        stated=label.stated,
+        evidence=label.token,
+        agreed=agreed,
+        missed_hazard=bool(truth) and not truth & said,
+        forced=label.forced,
+        weight=label.weight,
+        at=at.timestamp(),
+        audit=label.audit,
+        bucket=label.bucket,
+    )

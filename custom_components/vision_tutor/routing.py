@@ -241,7 +241,8 @@ def route(
     `audit_draw` is a uniform random number in [0, 1): the caller owns the randomness so that
     periodic scenes don't alias with a fixed 1-in-N counter, and tests stay deterministic.
     `queue_depth` is the teacher's current queue (0 when unknown or no teacher). With
-    `calibrated`, the threshold is compared with its signal instead of the effective confidence.
+    `calibrated`, the threshold is compared with its signal instead of the effective confidence
+    (which the decision still carries).
     """
     if isinstance(result, StudentError):
         mentions = hazard_mentions(result.raw, pattern)
@@ -252,8 +253,6 @@ def route(
         return Decision(True, EscalationReason.STUDENT_ERROR, detail, None, named)
 
     confidence = effective_confidence(result.confidence, logprobs if policy.use_logprobs else None)
-    if calibrated is not None:
-        confidence = calibrated.value
     evidence = safety_evidence(result, pattern) if policy.use_safety else SafetyEvidence((), (), ())
     decision = _first_signal(
         result, policy, confidence, evidence, recent_flags, audit_draw, calibrated
@@ -305,7 +304,8 @@ def _signal(
             hits,
             negated=evidence.negated,
         )
-    if policy.use_confidence and (confidence is None or confidence < policy.min_confidence):
+    compared = confidence if calibrated is None else calibrated.value
+    if policy.use_confidence and (compared is None or compared < policy.min_confidence):
         return Decision(
             True,
             EscalationReason.LOW_CONFIDENCE,

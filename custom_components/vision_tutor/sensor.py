@@ -19,8 +19,10 @@ from homeassistant.util import dt as dt_util
 
 from . import VisionTutorConfigEntry, VisionTutorData
 from .coordinator import CameraCoordinator, CameraState
+from .pipeline import Analysis
 from .entity import CameraEntity, HostEntity
 from .routing import shown_confidence
+from .reliability import CameraReliability
 
 # Coordinators do the fetching; entities only read their data.
 PARALLEL_UPDATES = 0
@@ -34,6 +36,14 @@ class CameraSensorEntityDescription(SensorEntityDescription):
 
     value_fn: Callable[[CameraState], str | float | None]
     attributes_fn: Callable[[CameraState], Mapping[str, Any]] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReliabilitySensorEntityDescription(SensorEntityDescription):
+    """A camera sensor about its calibration from the teacher's verdicts."""
+
+    value_fn: Callable[[CameraReliability], float | None]
+    attributes_fn: Callable[[CameraReliability], Mapping[str, Any]] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,7 +84,9 @@ def _observation_attributes(state: CameraState) -> Mapping[str, Any]:
         "confidence": shown_confidence(observation.confidence) if observation else None,
         "effective_confidence": shown_confidence(_effective(state)),
         "student_confidence": shown_confidence(student.confidence) if student else None,
-        "student_effective_confidence": shown_confidence(decision.effective_confidence),
+        "student_effective_confidence": shown_confidence(_student_confidence(analysis)),
+        "student_token_confidence": shown_confidence(analysis.confidence.token),
+        "confidence_calibrated": analysis.confidence.calibrated,
         "source": analysis.source,
         "escalated": decision.escalate,
         "escalation_reason": str(decision.reason) if decision.reason else None,
@@ -94,10 +106,11 @@ def _observation_attributes(state: CameraState) -> Mapping[str, Any]:
 
 
 def _effective(state: CameraState) -> float | None:
-    """The effective confidence of the answer on display.
+    """The confidence of the answer on display.
 
-    The student's is its stated confidence lowered by token evidence; the teacher's is its
-    stated one (its review returns no token evidence), so never the student's next to the
+    The student's is the calibrated probability that it is right once the camera's calibration
+    is in use, and until then its stated confidence lowered by token evidence; the teacher's is
+    its stated one (its review returns no token evidence), so never the student's next to the
     teacher's answer.
     """
     if state.analysis is None:
@@ -105,7 +118,31 @@ def _effective(state: CameraState) -> float | None:
     if state.analysis.source == "teacher":
         observation = state.analysis.observation
         return observation.confidence if observation else None
-    return state.analysis.decision.effective_confidence
+    return _student_confidence(state.analysis)
+
+
+def _student_confidence(analysis: Analysis) -> float | None:
+    if analysis.confidence.calibrated:
+        return _rounded(analysis.confidence.reported)
+    return analysis.decision.effective_confidence
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def _confidence_attributes(state: CameraState) -> Mapping[str, Any]:
+    """The student's confidence every way it is measured, beside the one the state shows."""
+    analysis = state.analysis
+    if analysis is None:
+        return {}
+    confidence = analysis.confidence
+    return {
+        "stated": confidence.stated,
+        "token_based": _rounded(confidence.token),
+        "calibrated": confidence.calibrated,
+        "min_confidence": _rounded(confidence.min_confidence),
+    }
 
 
 def _confidence_percent(state: CameraState) -> float | None:
@@ -127,6 +164,52 @@ CAMERA_SENSORS: tuple[CameraSensorEntityDescription, ...] = (
         state_class=SensorStateClass.MEASUREMENT,
         suggested_display_precision=0,
         value_fn=_confidence_percent,
+        attributes_fn=_confidence_attributes,
+    ),
+)
+
+
+def _reliability_attributes(reliability: CameraReliability) -> Mapping[str, Any]:
+    measured = reliability.calibration.reliability(dt_util.utcnow().timestamp())
+    return {
+        "interval_low": round(measured.low * 100, 1),
+        "interval_high": round(measured.high * 100, 1),
+        "audits": measured.audits,
+        "calibrated": reliability.calibration.fit_for("all", dt_util.utcnow().timestamp())
+        is not None,
+    }
+
+
+def _agreement_percent(reliability: CameraReliability) -> float | None:
+    measured = reliability.calibration.reliability(dt_util.utcnow().timestamp())
+    return None if measured.agreement is None else round(measured.agreement * 100, 1)
+
+
+def _missed_per_day(reliability: CameraReliability) -> float | None:
+    now = dt_util.utcnow()
+    estimate = reliability.calibration.missed_hazards_per_day(
+        reliability.bucket(now), now.timestamp()
+    )
+    return None if estimate is None else round(estimate, 2)
+
+
+RELIABILITY_SENSORS: tuple[ReliabilitySensorEntityDescription, ...] = (
+    ReliabilitySensorEntityDescription(
+        key="student_reliability",
+        translation_key="student_reliability",
+        native_unit_of_measurement=PERCENTAGE,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=0,
+        value_fn=_agreement_percent,
+        attributes_fn=_reliability_attributes,
+    ),
+    ReliabilitySensorEntityDescription(
+        key="missed_hazards_per_day",
+        translation_key="missed_hazards_per_day",
+        native_unit_of_measurement="hazards/d",
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=1,
+        value_fn=_missed_per_day,
     ),
 )
 
@@ -215,6 +298,11 @@ async def async_setup_entry(
             (CameraSensor(camera, description) for description in CAMERA_SENSORS),
             config_subentry_id=subentry_id,
         )
+        if camera.reliability is not None:
+            async_add_entities(
+                (ReliabilitySensor(camera, description) for description in RELIABILITY_SENSORS),
+                config_subentry_id=subentry_id,
+            )
 
 
 class CameraSensor(CameraEntity, RestoreSensor):
@@ -243,7 +331,7 @@ class CameraSensor(CameraEntity, RestoreSensor):
     @property
     def attributes_restorable(self) -> bool:
         """Only the observation's attributes are worth restoring."""
-        return self.entity_description.attributes_fn is not None
+        return self.entity_description.key == "observation"
 
     @property
     @override
@@ -260,6 +348,38 @@ class CameraSensor(CameraEntity, RestoreSensor):
         if self.coordinator.data.analysis is None and self._restored_attributes:
             return {**self._restored_attributes, "restored": True}
         return attributes_fn(self.coordinator.data)
+
+
+class ReliabilitySensor(CameraEntity, SensorEntity):
+    """How far a camera's student can be trusted, from the teacher's audits (saved samples:
+    nothing to restore)."""
+
+    entity_description: ReliabilitySensorEntityDescription
+
+    def __init__(
+        self, coordinator: CameraCoordinator, description: ReliabilitySensorEntityDescription
+    ) -> None:
+        super().__init__(coordinator, description)
+        assert coordinator.reliability is not None
+        self._reliability = coordinator.reliability
+
+    @property
+    @override
+    def available(self) -> bool:
+        # Computed from saved samples: no need for the camera's last frame to have worked.
+        return True
+
+    @property
+    @override
+    def native_value(self) -> float | None:
+        return self.entity_description.value_fn(self._reliability)
+
+    @property
+    @override
+    def extra_state_attributes(self) -> Mapping[str, Any] | None:
+        if (attributes_fn := self.entity_description.attributes_fn) is None:
+            return None
+        return attributes_fn(self._reliability)
 
 
 class HostSensor(HostEntity, SensorEntity):

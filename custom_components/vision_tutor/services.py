@@ -241,6 +241,11 @@ def analysis_response(
         "confidence": shown_confidence(observation.confidence) if observation else None,
         "effective_confidence": shown_confidence(decision.effective_confidence),
         "teacher": teacher_status_text(analysis, teacher_status),
+        "calibrated_confidence": (
+            shown_confidence(analysis.confidence.reported)
+            if analysis.confidence.calibrated
+            else None
+        ),
         "student_error": None if observation else getattr(analysis.result, "reason", None),
         "escalated": decision.escalate,
         "escalation_reason": str(decision.reason) if decision.reason else None,

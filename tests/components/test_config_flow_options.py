@@ -35,6 +35,15 @@ DEFAULT_FORM = {
         "teacher_queue_limit": 20,
         "outbox_max_age": 60,
     },
+    "calibration": {
+        "target": "share",
+        "teacher_budget": 15.0,
+        "reviews_per_hour": 30.0,
+        "max_miss_rate": 2.0,
+        "time_buckets": "sun",
+        "day_start": 7,
+        "day_end": 19,
+    },
     "safety_sensor": {
         "window_size": 5,
         "window_trigger": 2,
@@ -115,6 +124,7 @@ async def test_options_saved_flat_and_cleaned(
                 "audit_rate": 0,
                 "teacher_queue_limit": 50.0,
             },
+            calibration={"target": "miss_rate", "max_miss_rate": 0.5, "day_start": 6.0},
             safety_sensor={"window_size": 7.0, "window_trigger": 3.0, "dismissal_clears": False},
             performance={
                 "student_timeout": 5.5,
@@ -143,6 +153,13 @@ async def test_options_saved_flat_and_cleaned(
         "relook_minutes": 30,
         "history_days": 0,
         "history_max_mb": 2000,
+        "target": "miss_rate",
+        "teacher_budget": 15.0,
+        "reviews_per_hour": 30.0,
+        "max_miss_rate": 0.5,
+        "time_buckets": "sun",
+        "day_start": 6,
+        "day_end": 19,
     }
     assert dict(entry.options) == expected
     assert all(type(entry.options[key]) is int for key in ("window_size", "frame_width"))
@@ -165,6 +182,21 @@ async def test_options_saved_flat_and_cleaned(
             {"trigger": "4", "size": "3"},
         ),
         ({"routing": {"safety_keywords": []}}, {"routing": "no_safety_keywords"}, {}),
+        (
+            {"calibration": {"time_buckets": "hours", "day_start": 8, "day_end": 8}},
+            {"calibration": "day_hours_equal"},
+            {"hour": "8"},
+        ),
+        (
+            {"calibration": {"teacher_budget": 150}},
+            {"calibration": "teacher_budget_out_of_range"},
+            {"min": "1", "max": "100", "value": "150"},
+        ),
+        (
+            {"calibration": {"day_end": 24}},
+            {"calibration": "day_end_out_of_range"},
+            {"min": "0", "max": "23", "value": "24"},
+        ),
         (
             {"routing": {"safety_keywords": ["fire", "<script>"]}},
             {"routing": "invalid_safety_keyword"},
