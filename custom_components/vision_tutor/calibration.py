@@ -18,7 +18,8 @@ From it, once enough audits exist:
   gives a flat curve at the student's agreement rate: honest, not wrong;
 - the threshold on that signal which meets the user's target: a teacher budget (share of
   analysed frames) or a maximum estimated missed-hazard rate;
-- the audit rate: high while the calibration is thin or drifting, the user's own when stable.
+- the audit rate: high while the calibration is thin, raised while it settles or drifts, the
+  user's own when it is stable.
 
 Until then the current rule stands (`routing.effective_confidence` against the user's fixed
 minimum confidence), with audits raised so that the calibration fills.
@@ -36,6 +37,7 @@ from typing import Any, Final, Literal
 
 type SignalKind = Literal["effective", "stated", "evidence"]
 type Bucket = Literal["all", "day", "night"]
+type State = Literal["thin", "settling", "drifting", "stable"]
 type BucketMode = Literal["off", "sun", "hours"]
 
 SIGNALS: Final[tuple[SignalKind, ...]] = ("effective", "stated", "evidence")
@@ -50,8 +52,11 @@ MAX_SAMPLES: Final = 3000
 HALF_LIFE_DAYS: Final = 14.0
 AUDIT_RATE_THIN: Final = 4
 """1 in this many frames is audited while the calibration is thin."""
-AUDIT_RATE_DRIFTING: Final = 20
-"""...and while the recent audits disagree with it."""
+AUDIT_RATE_SETTLING: Final = 20
+"""...while it is in use but has fewer than SETTLED_AUDITS audits, and while the recent
+audits disagree with it (drifting)."""
+SETTLED_AUDITS: Final = 100
+"""Audits (as counted for MIN_AUDITS) from which the user's own audit rate applies."""
 DRIFT_WINDOW: Final = 40
 """Recent audits compared with the calibration's prediction."""
 DRIFT_Z: Final = 2.5
@@ -363,9 +368,16 @@ def fit(
     )
 
 
+def recent_audits(
+    samples: Sequence[Sample], now: float, half_life_days: float = HALF_LIFE_DAYS
+) -> int:
+    """Audits that still have at least a quarter of their weight."""
+    return sum(1 for s in samples if s.audit and decay(now - s.at, half_life_days) >= 0.25)
+
+
 def enough(samples: Sequence[Sample], now: float, half_life_days: float = HALF_LIFE_DAYS) -> bool:
     """Whether a calibration may be fitted from these samples."""
-    audits = sum(1 for s in samples if s.audit and decay(now - s.at, half_life_days) >= 0.25)
+    audits = recent_audits(samples, now, half_life_days)
     return audits >= MIN_AUDITS and len(samples) >= MIN_LABELLED
 
 
@@ -405,7 +417,7 @@ class Routing:
     threshold_probability: float | None
     """The calibrated probability at the threshold: the minimum confidence the user sees."""
     audit_rate: int
-    state: Literal["thin", "drifting", "stable"]
+    state: State
 
 
 @dataclass(frozen=True, slots=True)
@@ -483,11 +495,17 @@ class CameraCalibration:
             return None
         return current.probability(signal_value(current.kind, stated, evidence))
 
-    def state(self, bucket: Bucket, now: float) -> Literal["thin", "drifting", "stable"]:
+    def state(self, bucket: Bucket, now: float) -> State:
+        """thin: not in use yet; settling: in use, more audits wanted; drifting: the recent
+        audits disagree with it; stable."""
         current = self.fit_for(bucket, now)
         if current is None:
             return "thin"
-        return "drifting" if self._drifting(current) else "stable"
+        if self._drifting(current):
+            return "drifting"
+        if recent_audits(self.samples, now, self.half_life_days) < SETTLED_AUDITS:
+            return "settling"
+        return "stable"
 
     def _drifting(self, current: Fit) -> bool:
         """The recent audits agree more or less often than the calibration predicts."""
@@ -515,8 +533,8 @@ class CameraCalibration:
             rate = min(AUDIT_RATE_THIN, self.base_audit_rate) if self.base_audit_rate else 0
             return Routing(False, "effective", self.fallback_threshold, None, rate, state)
         rate = self.base_audit_rate
-        if state == "drifting" and rate:
-            rate = min(rate, AUDIT_RATE_DRIFTING)
+        if state in ("drifting", "settling") and rate:
+            rate = min(rate, AUDIT_RATE_SETTLING)
         audit_p = 1 / rate if rate else 0.0
         squeeze = 0.5 if queue_pressure >= PRESSURE_SHARE else 1.0
         if self.target.kind is TargetKind.MISS_RATE:

@@ -9,9 +9,10 @@ import random
 import pytest
 
 from custom_components.vision_tutor.calibration import (
-    AUDIT_RATE_DRIFTING,
+    AUDIT_RATE_SETTLING,
     AUDIT_RATE_THIN,
     MIN_AUDITS,
+    SETTLED_AUDITS,
     CameraCalibration,
     Sample,
     Target,
@@ -143,8 +144,15 @@ def test_the_current_rule_until_enough_audits() -> None:
     calibration.add(_sample(0.9, True, weight=4, audit=True))
     routing = calibration.routing("all", NOW)
     assert routing.calibrated
-    assert routing.audit_rate == 150
+    # In use, but it wants more audits before the user's own rate applies.
+    assert (routing.state, routing.audit_rate) == ("settling", AUDIT_RATE_SETTLING)
     assert calibration.probability(0.9, None, "all", NOW) is not None
+    for x, right in _frames(SETTLED_AUDITS - MIN_AUDITS, seed=19):
+        calibration.add(_sample(x, right, weight=20, audit=True))
+    assert (calibration.routing("all", NOW).state, calibration.routing("all", NOW).audit_rate) == (
+        "stable",
+        150,
+    )
 
 
 def _population(count: int, seed: int) -> CameraCalibration:
@@ -251,7 +259,7 @@ def test_audits_rise_while_the_audits_disagree_with_the_calibration() -> None:
     for x, _ in _frames(40, seed=17):  # the camera moved: now the student is always wrong
         calibration.add(_sample(max(x, 0.6), False, audit=True))
     routing = calibration.routing("all", NOW)
-    assert (routing.state, routing.audit_rate) == ("drifting", AUDIT_RATE_DRIFTING)
+    assert (routing.state, routing.audit_rate) == ("drifting", AUDIT_RATE_SETTLING)
 
 
 def test_reliability_has_a_95_percent_interval() -> None:
