@@ -369,9 +369,7 @@ async def run_configuration(
     return outcomes, _calibration_summary(pipelines, len(warmup) if config.target else 0)
 
 
-def _calibration_summary(
-    pipelines: Sequence[CameraPipeline | None], warmup: int
-) -> dict[str, Any]:
+def _calibration_summary(pipelines: Sequence[CameraPipeline | None], warmup: int) -> dict[str, Any]:
     """Where each camera's calibration ended: its signal, threshold, audit rate and estimate."""
     now = datetime.now(UTC).timestamp()
     cameras = []
@@ -695,9 +693,7 @@ def _confidence_pairs(outcomes: Sequence[FrameOutcome]) -> list[tuple[float, boo
     return pairs
 
 
-def expected_calibration_error(
-    pairs: Sequence[tuple[float, bool]], bins: int = ECE_BINS
-) -> float:
+def expected_calibration_error(pairs: Sequence[tuple[float, bool]], bins: int = ECE_BINS) -> float:
     """ECE over equal-width bins: the frame-weighted mean |accuracy - mean confidence|."""
     if not pairs:
         return 0.0

@@ -782,6 +782,9 @@ class Certainty:
     uncertainty: float
     doubtful_words: frozenset[str] = frozenset()
     rivals: tuple[str, ...] = ()
+    flags_hesitant: bool = True
+    """Safety flag words are key tokens (with `logprob_auc` set, they are not: their count
+    would tell a missed hazard from a right answer whatever the certainty)."""
 
     @classmethod
     def draw(
@@ -819,7 +822,11 @@ def _token_logprob(
     u = certainty.uncertainty
     if role == "struct" or not word:
         return -rng.uniform(0.0005, 0.01) * (1 + u), False
-    key = role == "key" or word in certainty.doubtful_words or word in SAFETY_FLAGS
+    key = (
+        role == "key"
+        or word in certainty.doubtful_words
+        or (certainty.flags_hesitant and word in SAFETY_FLAGS)
+    )
     if key:
         value = -u * rng.uniform(1.0, 2.0)
     elif word in STOP_WORDS or not word.isalpha():
@@ -1472,7 +1479,8 @@ class Behaviour:
             truth = Truth.of_scene(scene) if scene else Truth.of_text(_user_text(request))
             answer = self._draw_answer(model, truth, quality, rng, variety)
         certainty = self._certainty(model, answer, truth, rng)
-        key_fields = frozenset({"safety_flags"}) if answer.correct is False else frozenset()
+        doubt_flags = answer.correct is False and model.logprob_auc == DEFAULT_LOGPROB_AUC
+        key_fields = frozenset({"safety_flags"}) if doubt_flags else frozenset()
         segments = self._render_answer(model, request, answer, quality, key_fields, rng)
         return _Draft(
             segments,
@@ -1534,12 +1542,18 @@ class Behaviour:
         self, model: ModelProfile, answer: Answer, truth: Truth | None, rng: random.Random
     ) -> Certainty:
         certainty = Certainty.draw(answer.correct, rng, model.logprob_auc)
+        if model.logprob_auc != DEFAULT_LOGPROB_AUC:
+            certainty = replace(certainty, flags_hesitant=False)
         if answer.correct is not False or truth is None:
             return certainty
         said = _words(" ".join((answer.summary, *answer.observations, *answer.safety_flags)))
         truth_words = truth.vocabulary
         doubtful = frozenset(w for w in said - truth_words if w not in STOP_WORDS)
         rivals = tuple(sorted(w for w in truth_words - said if w not in STOP_WORDS and len(w) > 2))
+        if model.logprob_auc != DEFAULT_LOGPROB_AUC:
+            # Under the knob the certainty alone carries the signal: no extra hesitation on the
+            # words that contradict the truth (that would tell wrong answers apart anyway).
+            doubtful = frozenset()
         return replace(certainty, doubtful_words=doubtful, rivals=rivals)
 
     def _render_answer(

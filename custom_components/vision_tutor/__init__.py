@@ -20,6 +20,7 @@ from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.helpers.typing import ConfigType
 from homeassistant.helpers.update_coordinator import UpdateFailed
 
+from .calibration import BUCKET_MODES
 from .const import (
     CONF_AUDIT_RATE,
     CONF_CAMERA_ENTITY,
@@ -164,7 +165,7 @@ def reliability_settings(entry: VisionTutorConfigEntry) -> ReliabilitySettings:
     """The calibrated policy's target and time-of-day buckets from the entry's options."""
     options = entry.options
     miss_rate = float(options.get(CONF_MAX_MISS_RATE, DEFAULT_MAX_MISS_RATE))
-    buckets = options.get(CONF_TIME_BUCKETS, DEFAULT_TIME_BUCKETS)
+    chosen = options.get(CONF_TIME_BUCKETS, DEFAULT_TIME_BUCKETS)
     return ReliabilitySettings(
         target=target_from(
             str(options.get(CONF_TARGET, DEFAULT_TARGET)),
@@ -173,7 +174,7 @@ def reliability_settings(entry: VisionTutorConfigEntry) -> ReliabilitySettings:
             miss_rate,
         ),
         max_miss_rate=miss_rate,
-        buckets=buckets if buckets in ("sun", "hours", "off") else DEFAULT_TIME_BUCKETS,
+        buckets=next((mode for mode in BUCKET_MODES if mode == chosen), "sun"),
         day=(
             time(int(options.get(CONF_DAY_START, DEFAULT_DAY_START))),
             time(int(options.get(CONF_DAY_END, DEFAULT_DAY_END))),

@@ -39,7 +39,9 @@ type SignalKind = Literal["effective", "stated", "evidence"]
 type Bucket = Literal["all", "day", "night"]
 type State = Literal["thin", "settling", "drifting", "stable"]
 type BucketMode = Literal["off", "sun", "hours"]
+BUCKET_MODES: Final[tuple[BucketMode, ...]] = ("sun", "hours", "off")
 
+BUCKETS: Final[tuple[Bucket, ...]] = ("all", "day", "night")
 SIGNALS: Final[tuple[SignalKind, ...]] = ("effective", "stated", "evidence")
 """Candidate signals, today's rule first (it wins ties)."""
 
@@ -59,7 +61,7 @@ SETTLED_AUDITS: Final = 100
 """Audits (as counted for MIN_AUDITS) from which the user's own audit rate applies."""
 DRIFT_WINDOW: Final = 40
 """Recent audits compared with the calibration's prediction."""
-DRIFT_Z: Final = 2.5
+DRIFT_Z: Final = 3.0
 PRESSURE_SHARE: Final = 0.5
 """A teacher queue this full (of its limit) halves the budget."""
 PROBABILITY_FLOOR: Final = 0.005
@@ -125,7 +127,7 @@ class Sample:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Sample:
-        bucket = raw.get("b", "all")
+        bucket = next((b for b in BUCKETS if b == raw.get("b")), "all")
         return cls(
             stated=_optional_float(raw.get("s")),
             evidence=_optional_float(raw.get("e")),
@@ -135,7 +137,7 @@ class Sample:
             weight=max(1.0, float(raw.get("w", 1.0))),
             at=float(raw["t"]),
             audit=bool(raw.get("u", False)),
-            bucket=bucket if bucket in ("all", "day", "night") else "all",
+            bucket=bucket,
         )
 
 
@@ -164,8 +166,8 @@ def decay(age_s: float, half_life_days: float = HALF_LIFE_DAYS) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Isotonic:
-    """A non-decreasing map from a signal to a probability, by linear interpolation between
-    the weighted centres of the pooled blocks."""
+    """A non-decreasing map from a signal to a probability: flat over each pooled block's range
+    of signals, linear in the gaps between blocks, flat beyond the ends."""
 
     xs: tuple[float, ...]
     ys: tuple[float, ...]
@@ -178,7 +180,7 @@ class Isotonic:
             return ys[-1]
         i = bisect_right(xs, x)
         x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
-        return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+        return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
 
 
 def fit_isotonic(points: Iterable[tuple[float, float, float]]) -> Isotonic:
@@ -186,26 +188,27 @@ def fit_isotonic(points: Iterable[tuple[float, float, float]]) -> Isotonic:
     ordered = sorted((x, y, w) for x, y, w in points if w > 0)
     if not ordered:
         raise ValueError("no weighted points to fit")
-    # Blocks: [weight, weighted y sum, weighted x sum]; equal x values pool at once.
+    # Blocks: [weight, weighted y sum, lowest x, highest x]; equal x values pool at once.
     blocks: list[list[float]] = []
-    last_x: float | None = None
     for x, y, w in ordered:
-        if blocks and x == last_x:
-            block = blocks[-1]
-            block[0] += w
-            block[1] += w * y
-            block[2] += w * x
+        if blocks and x == blocks[-1][3]:
+            blocks[-1][0] += w
+            blocks[-1][1] += w * y
         else:
-            blocks.append([w, w * y, w * x])
-        last_x = x
+            blocks.append([w, w * y, x, x])
         while len(blocks) > 1 and blocks[-2][1] / blocks[-2][0] >= blocks[-1][1] / blocks[-1][0]:
-            w2, y2, x2 = blocks.pop()
+            w2, y2, _, high = blocks.pop()
             blocks[-1][0] += w2
             blocks[-1][1] += y2
-            blocks[-1][2] += x2
-    xs = tuple(b[2] / b[0] for b in blocks)
-    ys = tuple(min(1 - PROBABILITY_FLOOR, max(PROBABILITY_FLOOR, b[1] / b[0])) for b in blocks)
-    return Isotonic(xs, ys)
+            blocks[-1][3] = high
+    xs: list[float] = []
+    ys: list[float] = []
+    for weight, total, low, high in blocks:
+        value = min(1 - PROBABILITY_FLOOR, max(PROBABILITY_FLOOR, total / weight))
+        for x in (low, high) if high > low else (low,):
+            xs.append(x)
+            ys.append(value)
+    return Isotonic(tuple(xs), tuple(ys))
 
 
 def weighted_auc(points: Sequence[tuple[float, bool, float]]) -> float:
@@ -483,7 +486,9 @@ class CameraCalibration:
             if bucket != "all" and not ready:
                 self._fits[bucket] = self.fit_for("all", now)
             else:
-                self._fits[bucket] = fit(own, now, half_life_days=self.half_life_days) if ready else None
+                self._fits[bucket] = (
+                    fit(own, now, half_life_days=self.half_life_days) if ready else None
+                )
         return self._fits[bucket]
 
     def probability(
@@ -588,7 +593,7 @@ class CameraCalibration:
             "audits": sum(s.audit for s in self.samples),
             "frames_per_hour": round(self.frames_per_hour(now), 2),
         }
-        for bucket in ("all", "day", "night"):
+        for bucket in BUCKETS:
             current = self.fit_for(bucket, now)
             if bucket != "all" and current is self.fit_for("all", now):
                 continue
@@ -620,7 +625,7 @@ class CameraCalibration:
         for item in raw.get("samples", ()):
             try:
                 samples.append(Sample.from_dict(item))
-            except (KeyError, TypeError, ValueError):
+            except KeyError, TypeError, ValueError:
                 continue
         self.samples = samples[-self.max_samples :]
         self.frame_hours = {

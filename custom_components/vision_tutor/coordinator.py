@@ -73,13 +73,13 @@ from .pipeline import (
     StudentTimeout,
     StudentUnavailable,
 )
-from .reliability import CameraReliability
 from .prompts import (
     BUILTIN_PROMPT_VERSION,
     STUDENT_SYSTEM_PROMPT,
     TEACHER_REVIEW_PROMPT,
     student_system_prompt,
 )
+from .reliability import CameraReliability
 from .routing import EscalationReason
 from .teacher import TeacherLink
 

@@ -19,8 +19,8 @@ from homeassistant.util import dt as dt_util
 
 from . import VisionTutorConfigEntry, VisionTutorData
 from .coordinator import CameraCoordinator, CameraState
-from .pipeline import Analysis
 from .entity import CameraEntity, HostEntity
+from .pipeline import Analysis
 from .routing import shown_confidence
 from .reliability import CameraReliability
 

@@ -421,13 +421,14 @@ def _logprob_auc(run: Run) -> float:
     return 1 - below / (len(right) * len(wrong))
 
 
-@pytest.mark.parametrize("auc", [0.55, 0.75])
+@pytest.mark.parametrize("auc", [0.55, 0.75, 0.95])
 def test_logprob_auc_sets_how_much_the_token_logprobs_tell(
     auc: float, config: SimulatorConfig, library: SceneLibrary, frames: dict[str, bytes]
 ) -> None:
     student = replace(_model(config, STUDENT), logprob_auc=auc)
     run = run_library(Behaviour(config, library), student, library, frames, REFERENCE_PROMPT, 20)
-    assert _logprob_auc(run) == pytest.approx(auc, abs=0.05)
+    # Within a few points: right and wrong answers differ in length, which the mean feels.
+    assert _logprob_auc(run) == pytest.approx(auc, abs=0.08)
 
 
 def test_the_default_logprob_auc_is_the_original_mixture(reference_run: Run) -> None:
