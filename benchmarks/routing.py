@@ -476,10 +476,10 @@ async def _load_models(host: ollama.AsyncClient, config: Configuration) -> None:
     models = [DEFAULT_STUDENT_MODEL] if config.policy is not None else []
     if config.teacher_reviews_escalations:
         models.append(TEACHER_MODEL)
-    if config.target is not None:
-        models.append(EMBEDDING_MODEL)
     for model in models:
         await host.generate(model=model, prompt="", keep_alive=STUDENT_KEEP_ALIVE)
+    if config.target is not None:  # the add-on's judge compares summaries with it
+        await host.embed(model=EMBEDDING_MODEL, input="warm up", keep_alive=STUDENT_KEEP_ALIVE)
 
 
 async def _watch(

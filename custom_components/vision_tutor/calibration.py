@@ -127,7 +127,7 @@ class Sample:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Sample:
-        bucket = next((b for b in BUCKETS if b == raw.get("b")), "all")
+        bucket: Bucket = next((b for b in BUCKETS if b == raw.get("b")), "all")
         return cls(
             stated=_optional_float(raw.get("s")),
             evidence=_optional_float(raw.get("e")),
@@ -158,7 +158,7 @@ def signal_value(kind: SignalKind, stated: float | None, evidence: float | None)
 
 def decay(age_s: float, half_life_days: float = HALF_LIFE_DAYS) -> float:
     """The share of its weight a sample keeps after `age_s` seconds."""
-    return 0.5 ** (max(0.0, age_s) / (half_life_days * 86400))
+    return float(0.5 ** (max(0.0, age_s) / (half_life_days * 86400)))
 
 
 # --- Isotonic regression --------------------------------------------------------------------
