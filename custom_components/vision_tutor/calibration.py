@@ -50,6 +50,8 @@ MIN_AUDITS: Final = 30
 MIN_LABELLED: Final = 60
 """Labelled frames of any kind it needs, audits included."""
 MAX_SAMPLES: Final = 3000
+COUNT_DAYS: Final = 60
+"""Days of hourly frame counts kept."""
 """Samples kept per camera; the oldest go first."""
 HALF_LIFE_DAYS: Final = 14.0
 AUDIT_RATE_THIN: Final = 4
@@ -57,6 +59,8 @@ AUDIT_RATE_THIN: Final = 4
 AUDIT_RATE_SETTLING: Final = 20
 """...while it is in use but has fewer than SETTLED_AUDITS audits, and while the recent
 audits disagree with it (drifting)."""
+AUDIT_BUDGET_SHARE: Final = 0.25
+"""Of a teacher budget, the share (after the frames always sent) audits may take."""
 SETTLED_AUDITS: Final = 100
 """Audits (as counted for MIN_AUDITS) from which the user's own audit rate applies."""
 DRIFT_WINDOW: Final = 40
@@ -269,23 +273,44 @@ class Fit:
     total_weight: float
     samples: int
     audits: int
+    counted: tuple[float, float] | None = None
+    """(analysed frames, frames sent whatever the threshold), counted (decayed alike) over the
+    samples' time: exact where the weighted sample only estimates. None when not counted."""
 
     def probability(self, signal: float | None) -> float | None:
         return None if signal is None else self.curve(signal)
 
+    @property
+    def forced_share(self) -> float:
+        """The share of frames sent whatever the threshold."""
+        if self.counted is not None:
+            frames, forced = self.counted
+            return min(1.0, forced / frames)
+        return self.forced_weight / self.total_weight
+
+    def _routable_frames(self) -> float:
+        """How many routable frames the routable samples stand for: counted when known (the
+        frames below an earlier threshold were all labelled, so low thresholds read exactly)."""
+        if self.counted is not None:
+            frames, forced = self.counted
+            return max(frames - forced, 1e-9)
+        return max(self.cumulative[-1], 1e-9)
+
     def share(self, threshold: float, audit_probability: float) -> float:
         """The estimated share of frames the teacher reviews at this threshold."""
         index = bisect_left(self.signals, threshold)
-        below = self.cumulative[index]
-        above = self.cumulative[-1] - below
-        return (self.forced_weight + below + audit_probability * above) / self.total_weight
+        below = min(1.0, self.cumulative[index] / self._routable_frames())
+        forced = self.forced_share
+        return forced + (1 - forced) * (below + audit_probability * (1 - below))
 
     def miss_rate(self, threshold: float, audit_probability: float) -> float:
         """Estimated missed hazards per analysed frame at this threshold: the hazards the
         student did not flag, on frames that are neither below it nor audited."""
+        if not self.cumulative[-1]:
+            return 0.0
         index = bisect_left(self.signals, threshold)
-        missed = self.cumulative_missed[-1] - self.cumulative_missed[index]
-        return (1 - audit_probability) * missed / self.total_weight
+        missed = (self.cumulative_missed[-1] - self.cumulative_missed[index]) / self.cumulative[-1]
+        return (1 - self.forced_share) * (1 - audit_probability) * missed
 
     def threshold_for_share(self, share: float, audit_probability: float) -> float:
         """The highest threshold whose estimated share stays within `share` (0 when even the
@@ -332,6 +357,7 @@ def fit(
     *,
     half_life_days: float = HALF_LIFE_DAYS,
     kinds: Sequence[SignalKind] = SIGNALS,
+    counted: tuple[float, float] | None = None,
 ) -> Fit:
     """Fit the signal that ranks best (weighted AUC, today's rule on ties) and its curve."""
     weighted = [(s, s.weight * decay(now - s.at, half_life_days)) for s in samples]
@@ -368,6 +394,7 @@ def fit(
         total_weight=sum(w for _, w in weighted),
         samples=len(samples),
         audits=sum(s.audit for s in samples),
+        counted=counted if counted and counted[0] > 0 else None,
     )
 
 
@@ -443,8 +470,9 @@ class CameraCalibration:
     half_life_days: float = HALF_LIFE_DAYS
     max_samples: int = MAX_SAMPLES
     samples: list[Sample] = field(default_factory=list)
-    frame_hours: dict[int, int] = field(default_factory=dict)
-    """Frames analysed per hour (hour = POSIX seconds // 3600), the last 24 hours."""
+    frame_hours: dict[tuple[int, Bucket], list[int]] = field(default_factory=dict)
+    """[frames analysed, of them sent whatever the threshold] per (hour, bucket), hour = POSIX
+    seconds // 3600, for COUNT_DAYS."""
     _fits: dict[Bucket, Fit | None] = field(default_factory=dict)
     _fitted_at: float | None = None
 
@@ -457,21 +485,38 @@ class CameraCalibration:
             del self.samples[: len(self.samples) - self.max_samples]
         self._fits.clear()
 
-    def count_frame(self, now: float) -> None:
-        """Count one analysed frame, for the frame rate (reviews per hour, misses per day)."""
+    def count_frame(self, now: float, *, forced: bool = False, bucket: Bucket = "all") -> None:
+        """Count one analysed frame: the frame rate, and the share of frames always sent."""
         hour = int(now // 3600)
-        self.frame_hours[hour] = self.frame_hours.get(hour, 0) + 1
-        for old in [h for h in self.frame_hours if h <= hour - 24]:
-            del self.frame_hours[old]
+        counts = self.frame_hours.setdefault((hour, bucket), [0, 0])
+        counts[0] += 1
+        counts[1] += forced
+        if len(self.frame_hours) > 2 * 24 * COUNT_DAYS:
+            oldest = hour - 24 * COUNT_DAYS
+            for key in [key for key in self.frame_hours if key[0] <= oldest]:
+                del self.frame_hours[key]
 
     def frames_per_hour(self, now: float) -> float:
         """Frames analysed per hour over the last 24 hours (over the hours seen, if fewer)."""
         hour = int(now // 3600)
-        counts = {h: n for h, n in self.frame_hours.items() if h > hour - 24}
-        if not counts:
+        recent = {key: n for key, n in self.frame_hours.items() if key[0] > hour - 24}
+        if not recent:
             return 0.0
-        hours = max(1, hour - min(counts) + 1)
-        return sum(counts.values()) / hours
+        hours = max(1, hour - min(h for h, _ in recent) + 1)
+        return sum(n[0] for n in recent.values()) / hours
+
+    def _counted(self, samples: Sequence[Sample], bucket: Bucket, now: float) -> tuple[float, float]:
+        """Frames and forced frames counted since the oldest of `samples`, decayed alike."""
+        if not samples:
+            return (0.0, 0.0)
+        since = int(min(s.at for s in samples) // 3600)
+        frames = forced = 0.0
+        for (hour, counted_bucket), (n, f) in self.frame_hours.items():
+            if hour >= since and bucket in ("all", counted_bucket):
+                weight = decay(now - (hour + 0.5) * 3600, self.half_life_days)
+                frames += n * weight
+                forced += f * weight
+        return (frames, forced)
 
     # -- fits
 
@@ -487,7 +532,14 @@ class CameraCalibration:
                 self._fits[bucket] = self.fit_for("all", now)
             else:
                 self._fits[bucket] = (
-                    fit(own, now, half_life_days=self.half_life_days) if ready else None
+                    fit(
+                        own,
+                        now,
+                        half_life_days=self.half_life_days,
+                        counted=self._counted(own, bucket, now),
+                    )
+                    if ready
+                    else None
                 )
         return self._fits[bucket]
 
@@ -540,13 +592,28 @@ class CameraCalibration:
         rate = self.base_audit_rate
         if state in ("drifting", "settling") and rate:
             rate = min(rate, AUDIT_RATE_SETTLING)
-        audit_p = 1 / rate if rate else 0.0
         squeeze = 0.5 if queue_pressure >= PRESSURE_SHARE else 1.0
         if self.target.kind is TargetKind.MISS_RATE:
+            audit_p = 1 / rate if rate else 0.0
             threshold = current.threshold_for_miss_rate(self.target.value / 1000, audit_p)
         else:
-            threshold = current.threshold_for_share(self.budget_share(now) * squeeze, audit_p)
+            budget = self.budget_share(now) * squeeze
+            rate = self._audit_rate_within(budget, current, rate)
+            audit_p = 1 / rate if rate else 0.0
+            threshold = current.threshold_for_share(budget, audit_p)
         return Routing(True, current.kind, threshold, current.curve(threshold), rate, state)
+
+    def _audit_rate_within(self, budget: float, current: Fit, rate: int) -> int:
+        """Audits take at most AUDIT_BUDGET_SHARE of the budget the frames that are always sent
+        leave: below the threshold, the teacher's time catches far more of the student's
+        mistakes than at random. Never more often than `rate`, never rarer than the user's."""
+        if not rate:
+            return 0
+        forced = current.forced_share
+        room = AUDIT_BUDGET_SHARE * max(0.0, budget - forced) / max(1e-9, 1 - forced)
+        if room <= 0:
+            return max(rate, self.base_audit_rate)
+        return min(max(rate, math.ceil(1 / room)), max(rate, self.base_audit_rate))
 
     def budget_share(self, now: float) -> float:
         """The target as a share of analysed frames."""
@@ -616,7 +683,7 @@ class CameraCalibration:
     def as_dict(self) -> dict[str, Any]:
         return {
             "samples": [s.as_dict() for s in self.samples],
-            "frame_hours": {str(h): n for h, n in self.frame_hours.items()},
+            "frame_hours": [[h, b, n, f] for (h, b), (n, f) in self.frame_hours.items()],
         }
 
     def load(self, raw: Mapping[str, Any]) -> None:
@@ -628,7 +695,12 @@ class CameraCalibration:
             except KeyError, TypeError, ValueError:
                 continue
         self.samples = samples[-self.max_samples :]
-        self.frame_hours = {
-            int(h): int(n) for h, n in dict(raw.get("frame_hours", {})).items() if str(h).isdigit()
-        }
+        self.frame_hours = {}
+        for item in raw.get("frame_hours", ()):
+            try:
+                hour, bucket, frames, forced = item
+                key = (int(hour), next(b for b in BUCKETS if b == bucket))
+                self.frame_hours[key] = [int(frames), int(forced)]
+            except (TypeError, ValueError, StopIteration):
+                continue
         self._fits.clear()

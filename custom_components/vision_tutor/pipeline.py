@@ -351,6 +351,9 @@ class CameraPipeline:
         )
         safety = self.window.add_frame(flags, now)
         self._keep_watching = flags is None or bool(flags) or safety.on
+        if self.calibration is not None:
+            forced = decision.escalate and decision.reason in FORCED_REASONS
+            self.calibration.count_frame(now.timestamp(), forced=forced, bucket=bucket)
         label = None
         if decision.escalate and decision.reason is not None:
             audit = decision.reason is EscalationReason.AUDIT
@@ -394,7 +397,6 @@ class CameraPipeline:
         if self.calibration is None:
             return policy, None, Confidence(rule, stated, token, False, policy.min_confidence)
         at = now.timestamp()
-        self.calibration.count_frame(at)
         routing = self.calibration.routing(
             bucket, at, queue_pressure=queue_depth / policy.queue_limit
         )

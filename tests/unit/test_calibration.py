@@ -134,7 +134,9 @@ def test_the_signal_that_ranks_best_on_the_verdicts_is_used() -> None:
 
 
 def test_the_current_rule_until_enough_audits() -> None:
-    calibration = CameraCalibration(fallback_threshold=0.72, base_audit_rate=150)
+    calibration = CameraCalibration(
+        target=Target(TargetKind.SHARE, 0.5), fallback_threshold=0.72, base_audit_rate=150
+    )
     for x, right in _frames(MIN_AUDITS - 1, seed=6):
         calibration.add(_sample(x, right, weight=4, audit=True))
     for x, right in _frames(100, seed=7):
@@ -258,7 +260,7 @@ def test_the_sample_is_bounded() -> None:
 
 
 def test_audits_rise_while_the_audits_disagree_with_the_calibration() -> None:
-    calibration = CameraCalibration(base_audit_rate=150)
+    calibration = CameraCalibration(target=Target(TargetKind.SHARE, 0.5), base_audit_rate=150)
     for x, right in _frames(400, seed=16):
         calibration.add(_sample(x, right, audit=True, at=NOW - DAY))
     assert calibration.routing("all", NOW).state == "stable"
@@ -266,6 +268,25 @@ def test_audits_rise_while_the_audits_disagree_with_the_calibration() -> None:
         calibration.add(_sample(max(x, 0.6), False, audit=True))
     routing = calibration.routing("all", NOW)
     assert (routing.state, routing.audit_rate) == ("drifting", AUDIT_RATE_SETTLING)
+
+
+def test_audits_take_only_a_part_of_a_tight_budget() -> None:
+    """Safety frames take 10 % of a 15 % budget: audits may use a quarter of the rest."""
+    calibration = CameraCalibration(target=Target(TargetKind.SHARE, 0.15), base_audit_rate=150)
+    rng = random.Random(20)
+    for x, right in _frames(1000, seed=20):
+        forced = rng.random() < 0.10
+        calibration.add(_sample(x, right, audit=not forced, forced=forced, at=NOW - DAY))
+    for x, right in _frames(30, seed=21):  # the recent audits disagree: drifting
+        calibration.add(_sample(max(x, 0.6), False, audit=True))
+    routing = calibration.routing("all", NOW)
+    assert routing.state == "drifting"
+    current = calibration.fit_for("all", NOW)
+    assert current is not None
+    forced = current.forced_weight / current.total_weight
+    assert 1 / routing.audit_rate <= 0.25 * (0.15 - forced) / (1 - forced) + 1e-9
+    assert routing.audit_rate <= 150  # never rarer than the user's own rate
+    assert routing.threshold > 0  # room is left for the frames the student is unsure of
 
 
 def test_reliability_has_a_95_percent_interval() -> None:
