@@ -46,7 +46,9 @@ SIGNALS: Final[tuple[SignalKind, ...]] = ("effective", "stated", "evidence")
 """Candidate signals, today's rule first (it wins ties)."""
 
 MIN_AUDITS: Final = 30
-"""Random audits (decayed to at least a quarter of their weight) a calibration needs."""
+"""Random audits (decayed to at least a quarter of their weight) a calibration needs when audits
+speak for nearly all frames; fewer when most frames are reviewed anyway (`audits_needed`)."""
+MIN_AUDITS_FLOOR: Final = 10
 MIN_LABELLED: Final = 60
 """Labelled frames of any kind it needs, audits included."""
 MAX_SAMPLES: Final = 3000
@@ -405,10 +407,25 @@ def recent_audits(
     return sum(1 for s in samples if s.audit and decay(now - s.at, half_life_days) >= 0.25)
 
 
+def audits_needed(
+    samples: Sequence[Sample], now: float, half_life_days: float = HALF_LIFE_DAYS
+) -> int:
+    """MIN_AUDITS, scaled by the share of frames only the audits speak for (those above the
+    threshold: the rest are all reviewed anyway), and at least MIN_AUDITS_FLOOR."""
+    weights = [(s, s.weight * decay(now - s.at, half_life_days)) for s in samples]
+    total = sum(w for _, w in weights)
+    audited = sum(w for s, w in weights if s.audit)
+    share = audited / total if total else 1.0
+    return max(MIN_AUDITS_FLOOR, math.ceil(MIN_AUDITS * share))
+
+
 def enough(samples: Sequence[Sample], now: float, half_life_days: float = HALF_LIFE_DAYS) -> bool:
     """Whether a calibration may be fitted from these samples."""
-    audits = recent_audits(samples, now, half_life_days)
-    return audits >= MIN_AUDITS and len(samples) >= MIN_LABELLED
+    if len(samples) < MIN_LABELLED:
+        return False
+    return recent_audits(samples, now, half_life_days) >= audits_needed(
+        samples, now, half_life_days
+    )
 
 
 # --- Day and night ----------------------------------------------------------------------------

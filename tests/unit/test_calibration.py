@@ -12,6 +12,7 @@ from custom_components.vision_tutor.calibration import (
     AUDIT_RATE_SETTLING,
     AUDIT_RATE_THIN,
     MIN_AUDITS,
+    MIN_AUDITS_FLOOR,
     SETTLED_AUDITS,
     CameraCalibration,
     Sample,
@@ -138,7 +139,7 @@ def test_the_current_rule_until_enough_audits() -> None:
         target=Target(TargetKind.SHARE, 0.5), fallback_threshold=0.72, base_audit_rate=150
     )
     for x, right in _frames(MIN_AUDITS - 1, seed=6):
-        calibration.add(_sample(x, right, weight=4, audit=True))
+        calibration.add(_sample(x, right, weight=150, audit=True))
     for x, right in _frames(100, seed=7):
         calibration.add(_sample(x, right))
     routing = calibration.routing("all", NOW)
@@ -146,7 +147,7 @@ def test_the_current_rule_until_enough_audits() -> None:
     assert (routing.threshold, routing.audit_rate, routing.state) == (0.72, AUDIT_RATE_THIN, "thin")
     assert calibration.probability(0.9, None, "all", NOW) is None
 
-    calibration.add(_sample(0.9, True, weight=4, audit=True))
+    calibration.add(_sample(0.9, True, weight=150, audit=True))
     routing = calibration.routing("all", NOW)
     assert routing.calibrated
     # In use, but it wants more audits before the user's own rate applies.
@@ -158,6 +159,19 @@ def test_the_current_rule_until_enough_audits() -> None:
         "stable",
         150,
     )
+
+
+def test_fewer_audits_suffice_when_most_frames_are_reviewed_anyway() -> None:
+    """An under-confident student: four frames in five are below the threshold, all reviewed;
+    the audits only have to speak for the fifth."""
+    calibration = CameraCalibration(base_audit_rate=150)
+    for x, right in _frames(400, seed=22):
+        calibration.add(_sample(x, right))
+    for x, right in _frames(MIN_AUDITS_FLOOR - 1, seed=23):
+        calibration.add(_sample(x, right, weight=4, audit=True))
+    assert not calibration.routing("all", NOW).calibrated
+    calibration.add(_sample(0.9, True, weight=4, audit=True))
+    assert calibration.routing("all", NOW).calibrated
 
 
 def _population(count: int, seed: int) -> CameraCalibration:
