@@ -161,9 +161,8 @@ def pipeline_settings(options: Mapping[str, Any]) -> PipelineSettings:
     )
 
 
-def reliability_settings(entry: VisionTutorConfigEntry) -> ReliabilitySettings:
-    """The calibrated policy's target and time-of-day buckets from the entry's options."""
-    options = entry.options
+def reliability_settings(options: Mapping[str, Any]) -> ReliabilitySettings:
+    """The calibrated policy's target and time-of-day buckets from a camera's options."""
     miss_rate = float(options.get(CONF_MAX_MISS_RATE, DEFAULT_MAX_MISS_RATE))
     chosen = options.get(CONF_TIME_BUCKETS, DEFAULT_TIME_BUCKETS)
     return ReliabilitySettings(
@@ -293,6 +292,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) 
                 subentry.subentry_id,
                 on_host_failed=lambda url, err: _host_failed(hosts[url], err),
             )
+        camera_settings = camera_options(entry.options, subentry.data)
+        settings = pipeline_settings(camera_settings)
         reliability = None
         if teacher is not None:
             # Calibration needs verdicts: without a teacher the current rule stays.
@@ -301,7 +302,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) 
                 entry.entry_id,
                 subentry.subentry_id,
                 subentry.data[CONF_CAMERA_ENTITY],
-                reliability_settings(entry),
+                reliability_settings(camera_settings),
                 fallback_threshold=settings.policy.min_confidence,
                 audit_rate=settings.policy.audit_rate,
             )
@@ -311,7 +312,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: VisionTutorConfigEntry) 
             entry,
             subentry,
             student=camera_student,
-            settings=pipeline_settings(camera_options(entry.options, subentry.data)),
+            settings=settings,
             frame_width=frame_width,
             prompt=data.prompt,
             escalations=data.escalations,

@@ -522,7 +522,9 @@ class CameraCalibration:
         hours = max(1, hour - min(h for h, _ in recent) + 1)
         return sum(n[0] for n in recent.values()) / hours
 
-    def _counted(self, samples: Sequence[Sample], bucket: Bucket, now: float) -> tuple[float, float]:
+    def _counted(
+        self, samples: Sequence[Sample], bucket: Bucket, now: float
+    ) -> tuple[float, float]:
         """Frames and forced frames counted since the oldest of `samples`, decayed alike."""
         if not samples:
             return (0.0, 0.0)
@@ -718,6 +720,6 @@ class CameraCalibration:
                 hour, bucket, frames, forced = item
                 key = (int(hour), next(b for b in BUCKETS if b == bucket))
                 self.frame_hours[key] = [int(frames), int(forced)]
-            except (TypeError, ValueError, StopIteration):
+            except TypeError, ValueError, StopIteration:
                 continue
         self._fits.clear()

@@ -204,6 +204,14 @@ OVERRIDE_SELECTORS: Final[Mapping[str, Any]] = {
         )
     ),
     CONF_AUDIT_RATE: _option_number(CONF_AUDIT_RATE, 1),
+    CONF_TARGET: SelectSelector(
+        SelectSelectorConfig(
+            options=list(TARGETS), mode=SelectSelectorMode.DROPDOWN, translation_key=CONF_TARGET
+        )
+    ),
+    CONF_TEACHER_BUDGET: _option_number(CONF_TEACHER_BUDGET, 1, "%"),
+    CONF_REVIEWS_PER_HOUR: _option_number(CONF_REVIEWS_PER_HOUR, 1, "reviews/h"),
+    CONF_MAX_MISS_RATE: _option_number(CONF_MAX_MISS_RATE, 0.1),
 }
 """The camera form's field for each overridable option (`overrides.CAMERA_OVERRIDES`)."""
 

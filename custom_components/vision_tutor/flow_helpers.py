@@ -509,10 +509,19 @@ def _number_override(key: str) -> Callable[[Any], float | int | None]:
     return clean
 
 
+def _target_override(raw: Any) -> str | None:
+    """A camera's own calibration target; none chosen is the hub's (the selector checks it)."""
+    return str(raw) if raw else None
+
+
 OVERRIDE_CLEANERS: Final[Mapping[str, Callable[[Any], Any]]] = {
     CONF_MIN_CONFIDENCE: _number_override(CONF_MIN_CONFIDENCE),
     CONF_SAFETY_KEYWORDS: _keywords_override,
     CONF_AUDIT_RATE: _number_override(CONF_AUDIT_RATE),
+    CONF_TARGET: _target_override,
+    CONF_TEACHER_BUDGET: _number_override(CONF_TEACHER_BUDGET),
+    CONF_REVIEWS_PER_HOUR: _number_override(CONF_REVIEWS_PER_HOUR),
+    CONF_MAX_MISS_RATE: _number_override(CONF_MAX_MISS_RATE),
 }
 """Each overridable option's check on the camera form: its value, or None for "as the hub";
 raises `FlowError` on the overrides section. One per key of `overrides.CAMERA_OVERRIDES`."""

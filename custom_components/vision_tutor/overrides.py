@@ -16,12 +16,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from .const import CONF_AUDIT_RATE, CONF_MIN_CONFIDENCE, CONF_SAFETY_KEYWORDS
+from .const import (
+    CONF_AUDIT_RATE,
+    CONF_MAX_MISS_RATE,
+    CONF_MIN_CONFIDENCE,
+    CONF_REVIEWS_PER_HOUR,
+    CONF_SAFETY_KEYWORDS,
+    CONF_TARGET,
+    CONF_TEACHER_BUDGET,
+)
 
 CAMERA_OVERRIDES: Final[tuple[str, ...]] = (
     CONF_MIN_CONFIDENCE,
     CONF_SAFETY_KEYWORDS,
     CONF_AUDIT_RATE,
+    CONF_TARGET,
+    CONF_TEACHER_BUDGET,
+    CONF_REVIEWS_PER_HOUR,
+    CONF_MAX_MISS_RATE,
 )
 """The hub options a camera may override, in the order the camera form shows them."""
 

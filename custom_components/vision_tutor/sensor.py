@@ -21,8 +21,8 @@ from . import VisionTutorConfigEntry, VisionTutorData
 from .coordinator import CameraCoordinator, CameraState
 from .entity import CameraEntity, HostEntity
 from .pipeline import Analysis
-from .routing import shown_confidence
 from .reliability import CameraReliability
+from .routing import shown_confidence
 
 # Coordinators do the fetching; entities only read their data.
 PARALLEL_UPDATES = 0

@@ -17,8 +17,13 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.util import dt as dt_util
 
-from custom_components.vision_tutor.calibration import MIN_AUDITS, Sample
-from custom_components.vision_tutor.const import CONF_MAX_MISS_RATE, DOMAIN
+from custom_components.vision_tutor.calibration import MIN_AUDITS, Sample, Target, TargetKind
+from custom_components.vision_tutor.const import (
+    CONF_MAX_MISS_RATE,
+    CONF_TARGET,
+    CONF_TEACHER_BUDGET,
+    DOMAIN,
+)
 from custom_components.vision_tutor.reliability import CameraReliability
 from simulator.scenes import SceneLibrary
 from simulator.server import RunningSimulator
@@ -211,3 +216,21 @@ async def test_a_repair_while_the_estimated_miss_rate_is_above_the_limit(
         _audits(reliability, 200)
         await verdict()
         assert issues.async_get_issue(DOMAIN, issue_id) is None
+
+
+async def test_a_camera_holds_its_own_target_or_the_hubs(
+    hass: HomeAssistant, simulator: RunningSimulator, camera: SceneCamera
+) -> None:
+    hub = {CONF_TEACHER_BUDGET: 20.0, CONF_MAX_MISS_RATE: 3.0}
+    own = {CONF_TARGET: "miss_rate", CONF_TEACHER_BUDGET: None, CONF_MAX_MISS_RATE: 0.5}
+    entry = await setup(hass, make_entry(simulator.url, teacher=NOBODY, options=hub, overrides=own))
+    settings = _reliability(entry).settings
+    assert settings.target == Target(TargetKind.MISS_RATE, 0.5)
+    assert settings.max_miss_rate == 0.5
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+    other = await setup(
+        hass, make_entry(simulator.url, teacher=NOBODY, options=hub, overrides={CONF_TARGET: None})
+    )
+    assert _reliability(other).settings.target == Target(TargetKind.SHARE, 0.2)
+    assert _reliability(other).settings.max_miss_rate == 3.0

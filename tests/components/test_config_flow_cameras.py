@@ -29,6 +29,7 @@ from custom_components.vision_tutor.const import (
     SUBENTRY_CAMERA,
     TEACHER_MODE_NONE,
 )
+from custom_components.vision_tutor.overrides import CAMERA_OVERRIDES
 
 from .test_config_flow_helpers import (
     SetupCalls,
@@ -39,7 +40,7 @@ from .test_config_flow_helpers import (
 FRONT_DOOR = "camera.front_door"
 GARDEN = "camera.garden"
 PORCH_MOTION = "binary_sensor.porch_motion"
-NO_OVERRIDES = {CONF_MIN_CONFIDENCE: None, CONF_SAFETY_KEYWORDS: None, CONF_AUDIT_RATE: None}
+NO_OVERRIDES = dict.fromkeys(CAMERA_OVERRIDES)
 """A camera that overrides none of the hub's options."""
 
 

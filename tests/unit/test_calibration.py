@@ -291,7 +291,7 @@ def test_audits_take_only_a_part_of_a_tight_budget() -> None:
     for x, right in _frames(1000, seed=20):
         forced = rng.random() < 0.10
         calibration.add(_sample(x, right, audit=not forced, forced=forced, at=NOW - DAY))
-    for x, right in _frames(30, seed=21):  # the recent audits disagree: drifting
+    for x, _ in _frames(30, seed=21):  # the recent audits disagree: drifting
         calibration.add(_sample(max(x, 0.6), False, audit=True))
     routing = calibration.routing("all", NOW)
     assert routing.state == "drifting"
