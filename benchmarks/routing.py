@@ -121,7 +121,7 @@ EMBEDDING_MODEL: Final = AddonOptions.model_fields["embedding_model"].default
 AGREEMENT_THRESHOLD: Final = AddonOptions.model_fields["agreement_threshold"].default
 """How the add-on judges agreement (flags, and summaries this similar): the calibration's label."""
 DEFAULT_TARGET_SHARE: Final = 0.15
-DEFAULT_WARMUP: Final = 800
+DEFAULT_WARMUP: Final = 1600
 """Frames the calibrated row sees before the measured stream (its calibration fills)."""
 ECE_BINS: Final = 10
 TEACHER_TEMPERATURE: Final = 0.2

@@ -71,6 +71,12 @@ DRIFT_Z: Final = 3.0
 PRESSURE_SHARE: Final = 0.5
 """A teacher queue this full (of its limit) halves the budget."""
 PROBABILITY_FLOOR: Final = 0.005
+SHARE_Z: Final = 1.0
+LOW_CONFIDENCE_FLOOR: Final = 0.02
+"""The least-sure share of the frames not always sent goes to the teacher even when the frames
+always sent exhaust the budget on their own: the budget cannot be held then anyway, and those
+are the frames where the teacher's time catches the student's mistakes."""
+"""Standard errors of margin when a threshold is chosen for a budget."""
 DEFAULT_DAY: Final = (time(7, 0), time(19, 0))
 
 
@@ -272,6 +278,9 @@ class Fit:
     """cumulative[i]: weight of the routable frames before index i (len(signals) + 1 values)."""
     cumulative_missed: tuple[float, ...]
     """...and of those among them with a hazard the student missed."""
+    cumulative_variance: tuple[float, ...]
+    """...and the variance of that weight as an estimate of a frame count: w(w - 1) per sample
+    (0 for a frame that was certain to be reviewed)."""
     total_weight: float
     samples: int
     audits: int
@@ -298,10 +307,13 @@ class Fit:
             return max(frames - forced, 1e-9)
         return max(self.cumulative[-1], 1e-9)
 
-    def share(self, threshold: float, audit_probability: float) -> float:
-        """The estimated share of frames the teacher reviews at this threshold."""
+    def share(self, threshold: float, audit_probability: float, *, z: float = 0.0) -> float:
+        """The estimated share of frames the teacher reviews at this threshold; with `z`, that
+        many standard errors higher (frames known only from audits make it uncertain)."""
         index = bisect_left(self.signals, threshold)
-        below = min(1.0, self.cumulative[index] / self._routable_frames())
+        routable = self._routable_frames()
+        counted = self.cumulative[index] + z * math.sqrt(self.cumulative_variance[index])
+        below = min(1.0, counted / routable)
         forced = self.forced_share
         return forced + (1 - forced) * (below + audit_probability * (1 - below))
 
@@ -314,14 +326,23 @@ class Fit:
         missed = (self.cumulative_missed[-1] - self.cumulative_missed[index]) / self.cumulative[-1]
         return (1 - self.forced_share) * (1 - audit_probability) * missed
 
-    def threshold_for_share(self, share: float, audit_probability: float) -> float:
-        """The highest threshold whose estimated share stays within `share` (0 when even the
-        forced frames exceed it: then only they are sent). The share grows with the threshold."""
+    def threshold_for_share(
+        self, share: float, audit_probability: float, *, routable_only: bool = False
+    ) -> float:
+        """The highest threshold whose estimated share, one standard error up, stays within
+        `share` (0 when even the forced frames exceed it: then only they are sent). The share
+        grows with the threshold. `routable_only`: the share of the frames not always sent
+        that fall below it."""
         candidates = self._candidates()
         low, high = 0, len(candidates)  # candidates[:low] fit; candidates[high:] do not
         while low < high:
             middle = (low + high) // 2
-            if self.share(candidates[middle], audit_probability) <= share:
+            if routable_only:
+                index = bisect_left(self.signals, candidates[middle])
+                estimate = self.cumulative[index] / self._routable_frames()
+            else:
+                estimate = self.share(candidates[middle], audit_probability, z=SHARE_Z)
+            if estimate <= share:
                 low = middle + 1
             else:
                 high = middle
@@ -381,10 +402,11 @@ def fit(
         for s, w in weighted
         if not s.forced and (value := s.signal(kind)) is not None
     )
-    cumulative, cumulative_missed = [0.0], [0.0]
+    cumulative, cumulative_missed, cumulative_variance = [0.0], [0.0], [0.0]
     for _, w, missed in routable:
         cumulative.append(cumulative[-1] + w)
         cumulative_missed.append(cumulative_missed[-1] + (w if missed else 0.0))
+        cumulative_variance.append(cumulative_variance[-1] + max(0.0, w * (w - 1)))
     return Fit(
         kind=kind,
         curve=curve,
@@ -393,6 +415,7 @@ def fit(
         signals=tuple(value for value, _, _ in routable),
         cumulative=tuple(cumulative),
         cumulative_missed=tuple(cumulative_missed),
+        cumulative_variance=tuple(cumulative_variance),
         total_weight=sum(w for _, w in weighted),
         samples=len(samples),
         audits=sum(s.audit for s in samples),
@@ -419,13 +442,20 @@ def audits_needed(
     return max(MIN_AUDITS_FLOOR, math.ceil(MIN_AUDITS * share))
 
 
-def enough(samples: Sequence[Sample], now: float, half_life_days: float = HALF_LIFE_DAYS) -> bool:
-    """Whether a calibration may be fitted from these samples."""
+def enough(
+    samples: Sequence[Sample],
+    now: float,
+    half_life_days: float = HALF_LIFE_DAYS,
+    *,
+    in_use: bool = False,
+) -> bool:
+    """Whether a calibration may be fitted from these samples. One in use stays in use down to
+    MIN_AUDITS_FLOOR audits: its own lower threshold leaves more frames to the audits, which
+    must not switch it off again (it raises the audit rate instead)."""
     if len(samples) < MIN_LABELLED:
         return False
-    return recent_audits(samples, now, half_life_days) >= audits_needed(
-        samples, now, half_life_days
-    )
+    needed = MIN_AUDITS_FLOOR if in_use else audits_needed(samples, now, half_life_days)
+    return recent_audits(samples, now, half_life_days) >= needed
 
 
 # --- Day and night ----------------------------------------------------------------------------
@@ -490,6 +520,8 @@ class CameraCalibration:
     frame_hours: dict[tuple[int, Bucket], list[int]] = field(default_factory=dict)
     """[frames analysed, of them sent whatever the threshold] per (hour, bucket), hour = POSIX
     seconds // 3600, for COUNT_DAYS."""
+    in_use: set[Bucket] = field(default_factory=set)
+    """Buckets whose own calibration is in use (see `enough`)."""
     _fits: dict[Bucket, Fit | None] = field(default_factory=dict)
     _fitted_at: float | None = None
 
@@ -546,7 +578,11 @@ class CameraCalibration:
         if bucket not in self._fits:
             self._fitted_at = now
             own = [s for s in self.samples if bucket == "all" or s.bucket == bucket]
-            ready = enough(own, now, self.half_life_days)
+            ready = enough(own, now, self.half_life_days, in_use=bucket in self.in_use)
+            if ready:
+                self.in_use.add(bucket)
+            else:
+                self.in_use.discard(bucket)
             if bucket != "all" and not ready:
                 self._fits[bucket] = self.fit_for("all", now)
             else:
@@ -619,7 +655,10 @@ class CameraCalibration:
             budget = self.budget_share(now) * squeeze
             rate = self._audit_rate_within(budget, current, rate)
             audit_p = 1 / rate if rate else 0.0
-            threshold = current.threshold_for_share(budget, audit_p)
+            threshold = max(
+                current.threshold_for_share(budget, audit_p),
+                current.threshold_for_share(LOW_CONFIDENCE_FLOOR, 0.0, routable_only=True),
+            )
         return Routing(True, current.kind, threshold, current.curve(threshold), rate, state)
 
     def _audit_rate_within(self, budget: float, current: Fit, rate: int) -> int:
@@ -703,6 +742,7 @@ class CameraCalibration:
         return {
             "samples": [s.as_dict() for s in self.samples],
             "frame_hours": [[h, b, n, f] for (h, b), (n, f) in self.frame_hours.items()],
+            "in_use": sorted(self.in_use),
         }
 
     def load(self, raw: Mapping[str, Any]) -> None:
@@ -714,6 +754,7 @@ class CameraCalibration:
             except KeyError, TypeError, ValueError:
                 continue
         self.samples = samples[-self.max_samples :]
+        self.in_use = {b for b in BUCKETS if b in raw.get("in_use", ())}
         self.frame_hours = {}
         for item in raw.get("frame_hours", ()):
             try:
