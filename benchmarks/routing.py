@@ -959,6 +959,24 @@ def _notes(meta: dict[str, Any], rows: Sequence[dict[str, Any]]) -> list[str]:
         "counted (a right answer may say 'logs burning in the fireplace').",
         "- **Teacher share**: frames whose final answer came from the teacher's review, over "
         "all frames.",
+        "- **ECE** (expected calibration error, 10 equal-width bins): of the confidence the "
+        "confidence sensor reports for the student's answer (today's effective confidence in "
+        "the static rows; the calibrated probability in the calibrated row once a camera's "
+        "calibration is in use) against whether that answer was right; the teacher's stated "
+        "confidence in teacher-only. Frames with an unreadable answer have no confidence and "
+        "are left out. **Missed hazards / 1000**: hazard frames whose final answer flags none "
+        "of the true hazards, per 1000 frames.",
+        f"- **Calibrated row**: the cameras first see {meta['warmup_frames']} other frames "
+        "(warm-up, not measured) through the same pipelines, so that each camera's calibration "
+        "fills from the teacher's verdicts as it would in a home; its label is the add-on's own "
+        "agreement judgement (`vision_tutor_teacher.reviews.agreement.judge`: the same flags, "
+        "and summaries compared with the simulator's embedding model), not the ground truth. "
+        "Then every figure is measured on the same frames as the other rows. The teacher budget "
+        f"is {_percent(meta['target_share'])} per camera; safety frames always go to the "
+        "teacher and count in it. Figures from scripted models: the simulator's students state "
+        "confidence and produce token logprobs by its script (`simulator/README.md`); real "
+        "small models' token evidence carried no signal or an inverted one "
+        "(`benchmarks/results/real_models.md`).",
         f"- **Latency**: wall time of the pipeline's `analyse` call (student request, "
         f"semaphore, parsing, routing) plus, for escalated frames, the teacher's review call, "
         f"measured with the simulator at time scale {meta['time_scale']} and divided by it. "

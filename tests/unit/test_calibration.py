@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable
 from datetime import datetime, time
 import random
@@ -11,6 +12,7 @@ import pytest
 from custom_components.vision_tutor.calibration import (
     AUDIT_RATE_SETTLING,
     AUDIT_RATE_THIN,
+    LOW_CONFIDENCE_FLOOR,
     MIN_AUDITS,
     MIN_AUDITS_FLOOR,
     SETTLED_AUDITS,
@@ -172,6 +174,61 @@ def test_fewer_audits_suffice_when_most_frames_are_reviewed_anyway() -> None:
     assert not calibration.routing("all", NOW).calibrated
     calibration.add(_sample(0.9, True, weight=4, audit=True))
     assert calibration.routing("all", NOW).calibrated
+
+
+def test_a_calibration_in_use_stays_in_use_while_its_audits_speak_for_more() -> None:
+    """In use, its lower threshold leaves more frames to the audits (heavier weights); that
+    must not switch it back to the fixed rule, down to MIN_AUDITS_FLOOR audits."""
+    calibration = CameraCalibration(base_audit_rate=150)
+    for x, right in _frames(400, seed=24):
+        calibration.add(_sample(x, right))
+    for x, right in _frames(MIN_AUDITS_FLOOR, seed=25):
+        calibration.add(_sample(x, right, weight=4, audit=True))
+    assert calibration.routing("all", NOW).calibrated
+    for x, right in _frames(5, seed=26):  # audits that stand for many frames each
+        calibration.add(_sample(x, right, weight=150, audit=True))
+    assert calibration.routing("all", NOW).calibrated
+    fresh = CameraCalibration(base_audit_rate=150)
+    fresh.load(calibration.as_dict())  # and after a restart
+    assert fresh.routing("all", NOW).calibrated
+    fresh.in_use.clear()  # a camera that never used one would wait for more audits
+    fresh.add(_sample(0.5, True))
+    assert not fresh.routing("all", NOW).calibrated
+
+
+def test_the_least_sure_frames_are_reviewed_even_when_safety_frames_exhaust_the_budget() -> None:
+    calibration = CameraCalibration(target=Target(TargetKind.SHARE, 0.15), base_audit_rate=150)
+    rng = random.Random(27)
+    for x, right in _frames(2000, seed=27):
+        forced = rng.random() < 0.3  # a camera on a busy road: safety frames everywhere
+        calibration.add(_sample(x, right, audit=not forced, forced=forced))
+    routing = calibration.routing("all", NOW)
+    current = calibration.fit_for("all", NOW)
+    assert current is not None
+    assert current.forced_share > 0.15
+    below = current.cumulative[bisect_left(current.signals, routing.threshold)]
+    assert below / current.cumulative[-1] == pytest.approx(LOW_CONFIDENCE_FLOOR, abs=0.005)
+
+
+def test_frames_known_only_from_audits_make_the_threshold_cautious() -> None:
+    """The same frames, once all reviewed (weight 1), once one in ten audited (weight 10):
+    with the uncertain estimate the threshold keeps a margin below the budget."""
+    certain = CameraCalibration(target=Target(TargetKind.SHARE, 0.15), base_audit_rate=150)
+    uncertain = CameraCalibration(target=Target(TargetKind.SHARE, 0.15), base_audit_rate=150)
+    rng = random.Random(28)
+    for x, right in _frames(5000, seed=28):
+        certain.add(_sample(x, right, audit=True))
+        if rng.random() < 0.1:
+            uncertain.add(_sample(x, right, weight=10, audit=True))
+    sure, unsure = certain.routing("all", NOW), uncertain.routing("all", NOW)
+    fit_sure, fit_unsure = certain.fit_for("all", NOW), uncertain.fit_for("all", NOW)
+    assert fit_sure is not None
+    assert fit_unsure is not None
+    # All reviewed: the threshold goes right up to the budget.
+    assert 0.148 < fit_sure.share(sure.threshold, 1 / 150) <= 0.15
+    # Known from audits: a standard error (about 1.6 points here) is kept in hand.
+    assert fit_unsure.share(unsure.threshold, 1 / 150, z=1.0) <= 0.15
+    assert fit_unsure.share(unsure.threshold, 1 / 150) < 0.15 - 0.01
 
 
 def _population(count: int, seed: int) -> CameraCalibration:
