@@ -123,12 +123,8 @@ def _effective(state: CameraState) -> float | None:
 
 def _student_confidence(analysis: Analysis) -> float | None:
     if analysis.confidence.calibrated:
-        return _rounded(analysis.confidence.reported)
+        return shown_confidence(analysis.confidence.reported)
     return analysis.decision.effective_confidence
-
-
-def _rounded(value: float | None) -> float | None:
-    return None if value is None else round(value, 4)
 
 
 def _confidence_attributes(state: CameraState) -> Mapping[str, Any]:
@@ -139,9 +135,9 @@ def _confidence_attributes(state: CameraState) -> Mapping[str, Any]:
     confidence = analysis.confidence
     return {
         "stated": confidence.stated,
-        "token_based": _rounded(confidence.token),
+        "token_based": shown_confidence(confidence.token),
         "calibrated": confidence.calibrated,
-        "min_confidence": _rounded(confidence.min_confidence),
+        "min_confidence": shown_confidence(confidence.min_confidence),
     }
 
 

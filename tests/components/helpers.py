@@ -49,6 +49,7 @@ VOLATILE = frozenset(
         "media_browser_url",
         "bytes",  # the history's size: its records hold those times
     }
+    {"analysed_at", "last_checked", "latency_ms", "since", "last_triggered", "frames_per_hour"}
 )
 """Attributes that change from run to run: replaced by their type in snapshots."""
 

@@ -26,6 +26,7 @@ RESPONSE_KEYS = {
     "safety_flags",
     "confidence",
     "effective_confidence",
+    "calibrated_confidence",
     "teacher",
     "student_error",
     "escalated",
@@ -84,6 +85,7 @@ async def test_analyze_by_camera_entity_returns_what_the_entities_show(
     )
     # Rounded for reading, to the three decimals the detail compares with.
     assert response["effective_confidence"] == round(response["effective_confidence"], 3)
+    assert response["calibrated_confidence"] is None  # no teacher: nothing to calibrate from
 
 
 async def test_analyze_by_the_cameras_device(

@@ -71,6 +71,13 @@ EXPECTED_OPTIONS = {
     "relook_minutes": 10,
     "history_days": 7,
     "history_max_mb": 500,
+    "target": "share",
+    "teacher_budget": 15.0,
+    "reviews_per_hour": 30.0,
+    "max_miss_rate": 2.0,
+    "time_buckets": "sun",
+    "day_start": 7,
+    "day_end": 19,
 }
 
 

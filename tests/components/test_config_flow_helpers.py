@@ -77,6 +77,7 @@ from custom_components.vision_tutor.flow_helpers import (
     teacher_from_discovery,
     url_title,
 )
+from custom_components.vision_tutor.overrides import CAMERA_OVERRIDES
 from simulator.profiles import load_config
 from simulator.server import RunningSimulator, run_simulator
 
@@ -428,6 +429,7 @@ def test_safety_keywords_rejected(raw: Any, reason: str) -> None:
 def test_options_form_round_trip_fills_missing_options() -> None:
     form = options_to_form({CONF_WINDOW_SIZE: 7})
     assert set(form) == {"routing", "safety_sensor", "performance", "history"}
+    assert set(form) == {"routing", "calibration", "safety_sensor", "performance"}
     assert form["safety_sensor"][CONF_WINDOW_SIZE] == 7
     assert form["routing"][CONF_SAFETY_KEYWORDS] == list(DEFAULT_SAFETY_KEYWORDS)
     assert options_from_form(form) == {**OPTION_DEFAULTS, CONF_WINDOW_SIZE: 7}
@@ -459,9 +461,7 @@ def test_camera_data_normalises_the_form(hass: HomeAssistant) -> None:
         CONF_SCAN_INTERVAL: 12,
         CONF_MOTION_ENTITY: None,
         CONF_SCENE_DESCRIPTION: "porch, light at night",
-        CONF_MIN_CONFIDENCE: None,
-        CONF_SAFETY_KEYWORDS: None,
-        CONF_AUDIT_RATE: None,
+        **dict.fromkeys(CAMERA_OVERRIDES),
     }
 
 
