@@ -48,8 +48,8 @@ VOLATILE = frozenset(
         "snapshot_url",
         "media_browser_url",
         "bytes",  # the history's size: its records hold those times
+        "frames_per_hour",  # the calibration's: hour boundaries fall anywhere in a run
     }
-    {"analysed_at", "last_checked", "latency_ms", "since", "last_triggered", "frames_per_hour"}
 )
 """Attributes that change from run to run: replaced by their type in snapshots."""
 

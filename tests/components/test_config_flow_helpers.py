@@ -428,8 +428,7 @@ def test_safety_keywords_rejected(raw: Any, reason: str) -> None:
 
 def test_options_form_round_trip_fills_missing_options() -> None:
     form = options_to_form({CONF_WINDOW_SIZE: 7})
-    assert set(form) == {"routing", "safety_sensor", "performance", "history"}
-    assert set(form) == {"routing", "calibration", "safety_sensor", "performance"}
+    assert set(form) == {"routing", "calibration", "safety_sensor", "performance", "history"}
     assert form["safety_sensor"][CONF_WINDOW_SIZE] == 7
     assert form["routing"][CONF_SAFETY_KEYWORDS] == list(DEFAULT_SAFETY_KEYWORDS)
     assert options_from_form(form) == {**OPTION_DEFAULTS, CONF_WINDOW_SIZE: 7}
