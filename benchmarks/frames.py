@@ -426,7 +426,8 @@ def markdown(result: dict[str, Any], details: dict[str, Any], argv: Sequence[str
         "",
         f"Generated photo-like frames (`benchmarks/photo_frames.py`), output {WIDTH} px wide, "
         f"default sensitivity {SENSITIVITY}. Machine: {details['machine']}; load average at "
-        f"start {details['load_average']}. Other engineers' processes shared the machine.",
+        f"start {details['load_average']}. The machine is a shared two-core VM whose CPU speed "
+        "varies between runs: compare the ratios, not the milliseconds.",
         "",
         "## Preparation (no simulator)",
         "",
